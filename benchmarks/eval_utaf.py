@@ -130,10 +130,11 @@ def cmd_splits(args: argparse.Namespace) -> None:
                 folds += [(f"{by}:{g}", tr, te) for g, tr, te in leave_one_out(zoo, by, args.test_fraction, seed)]
         for split, tr, te in folds:
             key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}"
-            if key in done:
+            if key in done or (args.only and split not in args.only.split(",")):
                 continue
+            c0 = time.process_time()
             res = run_method("utaf", params, victim, ds, tr, te, mode=args.mode, split=split, seed=seed, device=args.device)
-            _append(out, _row(args, key, "splits", split, seed, params, res))
+            _append(out, _row(args, key, "splits", split, seed, params, res, {"cpu_seconds": time.process_time() - c0}))
             m = res.metrics
             print(f"{args.tag:>14} {split:>28} seed {seed}: ARUC {m['aruc']:.3f} AUC {m['auc']:.3f} R@U=100% {m['r@u=100%']:.3f}  fit {res.construction_seconds:.0f}s", flush=True)
 
@@ -158,8 +159,9 @@ def cmd_curve(args: argparse.Namespace, which: str) -> None:
             if key in done:
                 continue
             params = {**base, ("n_inputs" if which == "n" else "max_members"): int(v)}
+            c0 = time.process_time()
             res = run_method("utaf", params, victim, ds, tr, te, mode=args.mode, split="random", seed=seed, device=args.device)
-            row = _row(args, key, f"curve-{which}", "random", seed, params, res, {"value": int(v)})
+            row = _row(args, key, f"curve-{which}", "random", seed, params, res, {"value": int(v), "cpu_seconds": time.process_time() - c0})
             _append(out, row)
             print(f"curve-{which} {v:>4} seed {seed}: ARUC {res.metrics['aruc']:.3f} AUC {res.metrics['auc']:.3f}", flush=True)
 
@@ -185,16 +187,26 @@ def cmd_convergence(args: argparse.Namespace) -> None:
             params = {**base, "models_per_step": int(k)}
             m = get_method("utaf", **({"output_mode": args.mode} if args.mode != "probs" else {}), **params)
             curve: list[dict[str, float]] = []
+            cpu = {"start": 0.0, "in_callback": 0.0}
 
             def cb(step: int, secs: float, fp: Any) -> None:
+                c0 = time.process_time()
                 sc = score_members(fp, te, te.members, args.mode)
                 met = compute_metrics([s.score for s in sc], [1 if s.label == "positive" else 0 for s in sc])
-                curve.append({"step": step, "seconds": secs, "aruc": met["aruc"], "auc": met["auc"]})
-                print(f"k={k} step {step:>5} {secs:7.1f}s ARUC {met['aruc']:.3f} AUC {met['auc']:.3f}", flush=True)
+                cpu_s = c0 - cpu["start"] - cpu["in_callback"]  # CPU seconds spent fitting (the machine is shared: wall time lies)
+                curve.append({"step": step, "seconds": secs, "cpu_seconds": cpu_s, "aruc": met["aruc"], "auc": met["auc"]})
+                print(f"k={k} step {step:>5} wall {secs:7.1f}s cpu {cpu_s:7.1f}s ARUC {met['aruc']:.3f} AUC {met['auc']:.3f}", flush=True)
+                cpu["in_callback"] += time.process_time() - c0
 
             m.callback = cb
+            cpu["start"] = time.process_time()
             m.fit(victim.module, victim.task, ds, tr, device=args.device, seed=seed)
             _append(out, {"key": key, "kind": "convergence", "tag": args.tag, "zoo": str(args.zoo), "mode": args.mode, "seed": seed, "params": params, "k": int(k), "curve": curve, "date": time.strftime("%Y-%m-%d"), "threads": args.threads})
+
+
+def _zoo_name(zoo: str) -> str:
+    p = Path(zoo)
+    return p.parent.name if p.name == "zoo" else p.name
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
@@ -207,7 +219,7 @@ def cmd_table(args: argparse.Namespace) -> None:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["zoo"], r["tag"], r["mode"])].append(r)
-    print("| zoo | setting | mode | random ARUC | random AUC | random R@U=100% | family ARUC mean (worst) | family AUC mean | arch ARUC mean (worst) | arch AUC mean | fit s (median) | verify s/suspect |")
+    print("| zoo | setting | mode | random ARUC | random AUC | random R@U=100% | family ARUC mean (worst) | family AUC mean | arch ARUC mean (worst) | arch AUC mean | fit+score CPU s (median) | verify s/suspect |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (zoo, tag, mode), rs in sorted(groups.items()):
         def agg(prefix: str, metric: str) -> tuple[float, float, int]:
@@ -222,9 +234,26 @@ def cmd_table(args: argparse.Namespace) -> None:
         fauc, _, _ = agg("family:", "auc")
         aa, aw, na = agg("arch:", "aruc")
         aauc, _, _ = agg("arch:", "auc")
-        fit = statistics.median(r["construction_seconds"] for r in rs)
+        fit = statistics.median(r["meta"].get("cpu_seconds", r["construction_seconds"]) for r in rs)
         ver = statistics.median(r["verify_seconds"] for r in rs)
-        print(f"| {Path(zoo).name} | {tag} | {mode} | {ra:.3f} | {rauc:.3f} | {rr:.3f} | {fa:.3f} ({fw:.3f}, {nf} folds) | {fauc:.3f} | {aa:.3f} ({aw:.3f}, {na} folds) | {aauc:.3f} | {fit:.0f} | {ver:.3f} |")
+        print(f"| {_zoo_name(zoo)} | {tag} | {mode} | {ra:.3f} | {rauc:.3f} | {rr:.3f} | {fa:.3f} ({fw:.3f}, {nf} folds) | {fauc:.3f} | {aa:.3f} ({aw:.3f}, {na} folds) | {aauc:.3f} | {fit:.0f} | {ver:.3f} |")
+    allrows = _load(Path(args.results))
+    for kind, what in (("curve-n", "N"), ("curve-zoo", "training members")):
+        cur = [r for r in allrows if r["kind"] == kind]
+        if not cur:
+            continue
+        print(f"\n| zoo | mode | {what} | ARUC | AUC | R@U=100% | fit+score CPU s |")
+        print("|---|---|---|---|---|---|---|")
+        for r in sorted(cur, key=lambda r: (r["zoo"], r["mode"], r["meta"]["value"], r["seed"])):
+            m = r["metrics"]
+            print(f"| {_zoo_name(r['zoo'])} | {r['mode']} | {r['meta']['value']} | {m['aruc']:.3f} | {m['auc']:.3f} | {m['r@u=100%']:.3f} | {r['meta'].get('cpu_seconds', float('nan')):.0f} |")
+    conv = [r for r in allrows if r["kind"] == "convergence"]
+    if conv:
+        print("\n| zoo | mode | models per step | step | fit CPU s | held-out ARUC | AUC |")
+        print("|---|---|---|---|---|---|---|")
+        for r in sorted(conv, key=lambda r: (r["zoo"], r["mode"], r["k"])):
+            for c in r["curve"]:
+                print(f"| {_zoo_name(r['zoo'])} | {r['mode']} | {r['k']} | {c['step']} | {c.get('cpu_seconds', float('nan')):.0f} | {c['aruc']:.3f} | {c['auc']:.3f} |")
     if args.folds:
         print("\n| setting | mode | fold | ARUC | AUC | R@U=100% | n+ | n- |")
         print("|---|---|---|---|---|---|---|---|")
@@ -245,7 +274,12 @@ def cmd_plot(args: argparse.Namespace) -> None:
         series: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in rows:
             if r["kind"] == kind:
-                series[(Path(r["zoo"]).name, r["mode"])][r["meta"]["value"]].append(r["metrics"]["aruc"])
+                series[(_zoo_name(r["zoo"]), r["mode"])][r["meta"]["value"]].append(r["metrics"]["aruc"])
+        if kind == "curve-n":  # N = 100 is the default: take it from the random split of the same tag
+            for r in rows:
+                key = (_zoo_name(r["zoo"]), r["mode"])
+                if r["kind"] == "splits" and r["split"] == "random" and key in series and "n_inputs" not in r["params"] and any(c["tag"] == r["tag"] and c["kind"] == kind and _zoo_name(c["zoo"]) == key[0] for c in rows) and "max_members" not in r["params"] and len(r["params"]) == 0:
+                    series[key][100].append(r["metrics"]["aruc"])
         for (zoo, mode), pts in sorted(series.items()):
             xs = sorted(pts)
             ax.errorbar(xs, [np.mean(pts[x]) for x in xs], yerr=[np.std(pts[x]) for x in xs], marker="o", capsize=3, label=f"{zoo} ({mode})")
@@ -258,8 +292,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
     for r in rows:
         if r["kind"] == "convergence":
             c = r["curve"]
-            ax.plot([p["seconds"] for p in c], [p["aruc"] for p in c], marker=".", label=f"{Path(r['zoo']).name} {r['mode']} k={r['k']} seed {r['seed']}")
-    ax.set_xlabel("training seconds (CPU)")
+            ax.plot([p.get("cpu_seconds", p["seconds"]) for p in c], [p["aruc"] for p in c], marker=".", label=f"{_zoo_name(r['zoo'])} {r['mode']} k={r['k']} seed {r['seed']}")
+    ax.set_xlabel("CPU seconds spent fitting (1 thread)")
     ax.set_ylabel("held-out ARUC")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
@@ -286,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--param", action="append", default=[], help="utaf parameter name=value")
         p.add_argument("--seeds", type=int, nargs="+", default=[0])
         p.add_argument("--splits", default="random,family,arch")
+        p.add_argument("--only", default="", help="comma-separated fold names to run (e.g. family:homologous,arch:arc-c); default all")
         p.add_argument("--values", type=int, nargs="*", default=None)
         p.add_argument("--test-fraction", type=float, default=0.5)
         p.add_argument("--results", default="runs/utaf-eval/results.jsonl")

@@ -159,7 +159,7 @@ def test_inputs_stay_inside_the_domain(reg_zoo, gen_zoo, tiny_zoo, cls_data):
 def test_save_load_verify_is_identical(tmp_path, cls_data, tiny_zoo):
     train, test = split_random(tiny_zoo, 0.5, 0)
     lm = tiny_zoo.load("victim")
-    fp = get_method("utaf", **QUICK, output_mode="label", reference="victim").fit(lm.module, lm.task, cls_data, train, device="cpu")
+    fp = get_method("utaf", **QUICK, output_mode="label", reference="victim-sq").fit(lm.module, lm.task, cls_data, train, device="cpu")
     fp.save(tmp_path / "fp")
     doc = json.loads((tmp_path / "fp" / "fingerprint.json").read_text())
     assert doc["method"] == "utaf" and doc["params"]["output_mode"] == "label"

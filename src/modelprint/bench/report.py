@@ -132,7 +132,7 @@ def build_blocks(res: dict[str, Any], plots: list[dict[str, str]]) -> list[Block
                      _pct(r.get("detection_rate")), _pct(r.get("false_positive_rate")), fmt(c.get("queries_per_suspect"), 0),
                      f"{_secs(c.get('construction_seconds'))} ({_secs(c.get('construction_cpu_seconds'))})", f"{_secs(c.get('verify_seconds'))} ({_secs(c.get('verify_cpu_seconds'))})"])
     B.append(("table", ["method", "AUC", "ARUC", "R@U=100%", "TPR@1%FPR", "TPR@5%FPR", "detected @thr", "false pos. @thr", "queries / suspect", "construction s (CPU s)", "verify s / suspect (CPU s)"], rows,
-              f"Mean ± STD over {len(seeds)} seed(s). '@thr' = at the fingerprint's own threshold/decision rule. Seconds: wall-clock medians over runs, with the bench process's CPU seconds in brackets (on a shared machine wall time also measures the other jobs; with {env['torch_threads']} torch thread(s) CPU seconds approximate an idle machine's wall time)."))
+              f"Mean ± STD over {len(seeds)} seed(s). '@thr' = at the fingerprint's own threshold/decision rule. Seconds: wall-clock medians over runs, with the bench process's CPU seconds in brackets (on a shared machine wall time also measures the other jobs; torch threads: {env['torch_threads']}; CPU seconds divided by the threads approximate an idle machine's wall time)."))
     for p in by_section.get("main", []):
         B.append(("img", p))
 

@@ -209,8 +209,16 @@ class BaselineMethod(Method):
 
     fingerprint_cls: ClassVar[type[BaselineFingerprint]]
     defaults: ClassVar[dict[str, Any]] = {}
+    # used only when fit() gets no zoo to calibrate on; see default_threshold_for
     default_threshold: ClassVar[float] = 0.5
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def default_threshold_for(self) -> float:
+        """The no-zoo threshold for these parameters (methods whose scale depends on the output mode or
+        variant override this). Defaults are the median thresholds calibrated on the FashionMNIST quick
+        zoo over three random splits (docs/results/baselines.md): they are victim-specific, so always
+        calibrate with a zoo when one is available."""
+        return float(self.default_threshold)
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults) - {"output_mode"})
@@ -259,13 +267,14 @@ class BaselineMethod(Method):
             victim.train(was_training)
         tensors["reference"] = ref
         meta = {"queries_per_suspect": int(len(tensors["queries"])), "score_range": list(self.score_range), **meta}
-        fp = self.fingerprint_cls(task, self.params, self.default_threshold, meta, None, tensors)
+        default = self.default_threshold_for()
+        fp = self.fingerprint_cls(task, self.params, default, meta, None, tensors)
         if zoo is not None:
             tc = time.perf_counter()
             self.calibrate(fp, self.calibration_zoo(zoo, meta), dev)
             fp.meta["calibration_seconds"] = time.perf_counter() - tc
         else:
-            fp.meta["threshold_source"] = f"default {self.default_threshold} (no zoo given; see docs/methods/baselines.md)"
+            fp.meta["threshold_source"] = f"default {default} (no zoo given; see docs/methods/baselines.md)"
         fp.meta["construction_seconds"] = time.perf_counter() - t0
         return fp
 
@@ -285,7 +294,7 @@ class BaselineMethod(Method):
             (pos if m.label == "positive" else neg).append(float(s))
             names.append(m.name)
         # never above the top of the score range: an exact copy of the victim is always flagged
-        fp.threshold = min(pick_threshold(pos, neg, self.default_threshold), float(self.score_range[1]))
+        fp.threshold = min(pick_threshold(pos, neg, self.default_threshold_for()), float(self.score_range[1]))
         fp.meta["calibration"] = {"positives": pos, "negatives": neg, "members": names}
         fp.meta["threshold_source"] = f"balanced accuracy on {len(pos)} positive and {len(neg)} negative zoo training members"
 

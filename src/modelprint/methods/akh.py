@@ -44,7 +44,7 @@ class AKH(BaselineMethod):
 
     fingerprint_cls = AKHFingerprint
     defaults = {"n_queries": 100, "split": "test"}
-    default_threshold = 0.5
+    default_threshold = 0.69
 
     def validate(self) -> None:
         self._int_param("n_queries")

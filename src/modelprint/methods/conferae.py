@@ -103,7 +103,7 @@ class ConferAE(BaselineMethod):
     fingerprint_cls = ConferAEFingerprint
     defaults = {"n_queries": 100, "n_candidates": 300, "eps": 0.05, "steps": 50, "lr": 0.01, "max_models": 5,
                 "calibration_fraction": 0.5, "split": "test"}
-    default_threshold = 0.5
+    default_threshold = 0.56
 
     def validate(self) -> None:
         self._int_param("n_queries")

@@ -50,7 +50,7 @@ class IPGuard(BaselineMethod):
 
     fingerprint_cls = IPGuardFingerprint
     defaults = {"n_queries": 100, "k": 10.0, "steps": 1000, "lr": 0.01, "init": "data", "split": "test"}
-    default_threshold = 0.6
+    default_threshold = 0.27
 
     def validate(self) -> None:
         self._int_param("n_queries")

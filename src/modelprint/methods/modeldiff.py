@@ -33,6 +33,7 @@ from torch import nn
 
 from ..attacks.pgd import pgd
 from ..errors import ModelprintError
+from ..suspects import OutputMode
 from ..tasks import Task
 from ._baseline import SPACES, BaselineFingerprint, BaselineMethod, output_space, random_inputs
 from .base import register_method
@@ -78,7 +79,10 @@ class ModelDiff(BaselineMethod):
 
     fingerprint_cls = ModelDiffFingerprint
     defaults = {"n_pairs": 50, "eps": 0.1, "eps_levels": 4, "pgd_steps": 10, "ddv_space": "cprob", "split": "test"}
-    default_threshold = 0.8
+    default_threshold = 0.59
+
+    def default_threshold_for(self) -> float:
+        return 0.51 if OutputMode.parse(self.params["output_mode"]).is_label_only else float(self.default_threshold)
 
     def validate(self) -> None:
         self._int_param("n_pairs")

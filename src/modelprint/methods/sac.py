@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelprintError
+from ..suspects import OutputMode
 from ..tasks import Task
 from ._baseline import SPACES, BaselineFingerprint, BaselineMethod, cutmix, output_space, misclassified_inputs, split_inputs
 from .base import register_method
@@ -68,7 +69,12 @@ class SAC(BaselineMethod):
 
     fingerprint_cls = SACFingerprint
     defaults = {"variant": "w", "n_queries": 100, "cutmix_alpha": 1.0, "space": "cprob", "split": "test"}
-    default_threshold = 0.9
+    default_threshold = 0.89
+
+    def default_threshold_for(self) -> float:
+        if OutputMode.parse(self.params["output_mode"]).is_label_only:
+            return 0.81
+        return 0.93 if self.params["variant"] == "m" else float(self.default_threshold)
 
     def validate(self) -> None:
         self._int_param("n_queries", 2)
