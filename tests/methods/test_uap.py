@@ -241,3 +241,20 @@ def test_inconsistency_formula():
     inside = torch.randn(4, 4, generator=g) @ V  # in the span of V
     outside = torch.randn(4, 50, generator=g)
     assert inconsistency(V, inside)[0] < inconsistency(V, outside)[0]
+
+
+def test_misclassified_anchor_pool(tiny_victim, cls_data, train_zoo, random_net):
+    """anchor_pool=misclassified takes every anchor (and its views) from training points the victim gets wrong."""
+    p = {**SMALL, "n_anchors": 4, "n_views": 3, "n_fingerprints": 2}
+    fp = get_method("uap", **p, anchor_pool="misclassified").fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    idx = fp.extra["anchor_index"]
+    assert len(idx) == 4
+    with torch.no_grad():
+        pred = tiny_victim.eval()(cls_data.x_train[idx].float()).argmax(-1)
+    assert (pred != cls_data.y_train[idx].long()).all()
+    assert fp.params["anchor_pool"] == "misclassified"
+    assert _verify(fp, tiny_victim, cls_data.task)[0].score > _verify(fp, random_net, cls_data.task)[0].score
+    with pytest.raises(ModelprintError, match="misclassifies only"):
+        get_method("uap", **{**p, "n_anchors": 500}, anchor_pool="misclassified").fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    with pytest.raises(ModelprintError, match="anchor_pool"):
+        get_method("uap", anchor_pool="hard")

@@ -221,6 +221,31 @@ def test_negatives(cls_ctx_factory, cls_data, tmp_path):
         _run("irrelevant", ctx, dataset="digits", epochs=1)  # 10 classes, not 4
 
 
+def test_irrelevant_falls_back_when_the_dataset_files_are_missing(cls_ctx_factory, tmp_path, monkeypatch):
+    import modelprint.data as data
+    from modelprint.zoo.transforms import classification
+
+    ctx = cls_ctx_factory()
+    g = torch.Generator().manual_seed(4)
+    np.savez(tmp_path / "other.npz", x=torch.rand(200, 1, 8, 8, generator=g).numpy(), y=torch.randint(0, 4, (200,), generator=g).numpy())
+    real = data.load_dataset
+
+    def fake(name, *a, **k):
+        if name == "mnist":
+            raise ModelprintError("dataset 'mnist' not found")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(data, "load_dataset", fake)
+    monkeypatch.setattr(classification, "_OTHER_DATA", {})
+    b = _run("irrelevant", ctx, dataset="mnist", fallback=str(tmp_path / "other.npz"), epochs=1)
+    assert b.extra["wanted_dataset"] == "mnist" and b.extra["dataset"] != "mnist" and b.family == "irrelevant"
+    with pytest.raises(ModelprintError, match="not found"):  # no fallback: the missing data is an error
+        classification._OTHER_DATA.clear()
+        _run("irrelevant", ctx, dataset="mnist", fallback=None, epochs=1)
+    with pytest.raises(ModelprintError):  # an unknown name is a typo, never silently replaced
+        _run("irrelevant", ctx, dataset="no-such-dataset", fallback=str(tmp_path / "other.npz"), epochs=1)
+
+
 def test_extract_independent_shares_a_cached_teacher(cls_ctx_factory):
     ctx = cls_ctx_factory()
     teacher = {"n_train": 300, "epochs": 2}

@@ -172,9 +172,13 @@ def build_blocks(res: dict[str, Any], plots: list[dict[str, str]]) -> list[Block
                 flag = sum(x["flagged_rate"] * x["n"] for x in e) / max(1, sum(x["n"] for x in e))
                 key = "auc_vs_negatives" if label == "positive" else "auc_vs_positives"
                 a = [x.get(key) for x in e if x.get(key) is not None]
-                row.append(f"{fmt(sum(a) / len(a)) if a else '–'} / {_pct(flag)}")
+                cell = f"{fmt(sum(a) / len(a)) if a else '–'}"
+                if label == "positive":
+                    t5 = [x["tpr@5%fpr_vs_negatives"] for x in e if x.get("tpr@5%fpr_vs_negatives") is not None]
+                    cell += f" / {_pct(sum(t5) / len(t5)) if t5 else '–'}"
+                row.append(f"{cell} / {_pct(flag)}")
             rows.insert(len(rows), [row[0] + (" (+)" if label == "positive" else " (−)")] + row[1:])
-        B.append(("table", ["group"] + methods, rows, "Cells: AUC of that group against all held-out members of the other label / share flagged 'pirated' at the fingerprint's threshold (detection rate for positive (+) groups, false-positive rate for negative (−) groups). Random split, pooled over seeds."))
+        B.append(("table", ["group"] + methods, rows, "Cells: AUC of that group against all held-out members of the other label / for positive (+) groups, TPR at 5% FPR against all held-out negatives (QuRD's per-family figure) / share flagged 'pirated' at the fingerprint's threshold (detection rate for positive (+) groups, false-positive rate for negative (−) groups). Random split, mean over seeds."))
         for m in methods:
             rr = [r for r in rnd_runs if r["method"] == m]
             if not rr:

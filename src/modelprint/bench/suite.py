@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ModelprintError
 from ..zoo import Zoo, ZooMember, leave_one_out, split_random
-from .metrics import auc, compute_metrics, r_at_full_uniqueness, welch_one_sided
+from .metrics import auc, compute_metrics, r_at_full_uniqueness, tpr_at_fpr, welch_one_sided
 from .runner import MemberScore, RunResult, score_members
 
 CACHE_VERSION = 1
@@ -307,6 +307,7 @@ def analyse_run(run: dict[str, Any], zoo: Zoo) -> dict[str, Any]:
             sub = idx | neg
             row["auc_vs_negatives"] = auc(s[sub], y[sub])
             row["r@u=100%_vs_negatives"] = r_at_full_uniqueness(s[sub], y[sub])
+            row["tpr@5%fpr_vs_negatives"] = tpr_at_fpr(s[sub], y[sub], 0.05)
         elif label == "negative" and pos.any():
             sub = idx | pos
             row["auc_vs_positives"] = auc(s[sub], y[sub])
@@ -321,6 +322,7 @@ def analyse_run(run: dict[str, Any], zoo: Zoo) -> dict[str, Any]:
         row = {"group": g, "label": label, "n": int(idx.sum()), "mean": float(fin.mean()) if len(fin) else None, "std": float(fin.std()) if len(fin) else None, "flagged_rate": float(flagged[idx].mean())}
         if label == "positive" and neg.any():
             row["auc_vs_negatives"] = auc(s[idx | neg], y[idx | neg])
+            row["tpr@5%fpr_vs_negatives"] = tpr_at_fpr(s[idx | neg], y[idx | neg], 0.05)
         elif label == "negative" and pos.any():
             row["auc_vs_positives"] = auc(s[idx | pos], y[idx | pos])
         groups[g] = row
@@ -538,7 +540,12 @@ class Bench:
                 doc = json.loads(cache.read_text())
                 if doc.get("hash") == h:
                     self.log(f"[dim]cached[/] {method} {ps.name} seed {ps.seed}{' ' + tag if tag else ''}")
-                    return doc["run"]
+                    run = doc["run"]
+                    if not run.get("error") and run.get("scores"):
+                        # the analysis is derived from the cached scores: recompute it so that results cached
+                        # by an older version gain the newer columns
+                        run["analysis"] = _json_safe(analyse_run(run, self.zoo))
+                    return run
             except (json.JSONDecodeError, KeyError):
                 pass  # a torn cache file: recompute
         fp_dir = self.out / "fingerprints" / key

@@ -83,6 +83,10 @@ DEFAULTS: dict[str, Any] = {
     "uap_algorithm": "deepfool",  # deepfool (Moosavi-Dezfooli) | sgd (Shafahi et al.)
     "uap_samples": 1000,  # training points the UAP is computed on
     "kmeans_samples": 20000,  # training points clustered (all when fewer)
+    # all: K-means over the training sample (the paper) | misclassified: only over the sampled training
+    # points the victim gets wrong (a victim-specific region that thieves copy and independent models do
+    # not; our extension, see docs/methods/uap.md)
+    "anchor_pool": "all",
     # encoder
     "hidden": 256,
     "embed_dim": 64,
@@ -149,6 +153,8 @@ def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> 
         p["output_mode"] = str(m)
     if "encoder_input" in p and p["encoder_input"] not in ("outputs", "relative"):
         raise ModelprintError(f"encoder_input={p['encoder_input']!r}", fix="use outputs (the paper) or relative")
+    if "anchor_pool" in p and p["anchor_pool"] not in ("all", "misclassified"):
+        raise ModelprintError(f"anchor_pool={p['anchor_pool']!r}", fix="use all (the paper) or misclassified")
     if "uap_algorithm" in p and p["uap_algorithm"] not in ("deepfool", "sgd"):
         raise ModelprintError(f"uap_algorithm={p['uap_algorithm']!r}", fix="use deepfool or sgd")
     return p
@@ -588,12 +594,24 @@ class UAPMethod(Method):
         xs = x_all[sel].float()
         keys = ("n_anchors", "n_views", "xi", "norm", "target_fooling", "uap_algorithm", "uap_samples", "kmeans_samples")
         base_key = digest(repr([p[k] for k in keys]), str(seed), _module_digest(victim), xs)
+        if p["anchor_pool"] != "all":  # (keeps the paper's default key, so existing caches stay valid)
+            base_key = digest(base_key, p["anchor_pool"], dataset.y_train[sel])
         if base_key not in _POOL_CACHE and (stored := _load_pool(p["cache_dir"], base_key)) is not None:
             _POOL_CACHE.put(base_key, stored)
         if base_key not in _POOL_CACHE:
             t0 = time.perf_counter()
             reps = representations(victim, xs, device=device)
-            pool_idx, cluster = select_anchors(reps, p["n_anchors"], p["n_views"], seed)
+            anchor_sel = torch.arange(len(xs))
+            if p["anchor_pool"] == "misclassified":
+                pred = TorchSuspect(victim, task, mode="label", name="victim", device=device, batch_size=512).query(xs).argmax(-1)
+                anchor_sel = torch.nonzero(pred.cpu() != dataset.y_train[sel].long()).squeeze(1)
+                if len(anchor_sel) < p["n_anchors"]:
+                    raise ModelprintError(
+                        f"the victim misclassifies only {len(anchor_sel)} of the {len(xs)} sampled training points, fewer than n_anchors={p['n_anchors']}",
+                        fix="use anchor_pool=all, lower n_anchors or raise kmeans_samples",
+                    )
+            pool_idx, cluster = select_anchors(reps[anchor_sel], p["n_anchors"], p["n_views"], seed)
+            pool_idx = anchor_sel[pool_idx]
             t_anchor = time.perf_counter() - t0
             # the UAP, on a sample of the training data; its fooling rate is also measured on test data
             uap_x = xs[torch.randperm(len(xs), generator=g)[: p["uap_samples"]]]

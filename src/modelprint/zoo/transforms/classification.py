@@ -722,15 +722,29 @@ _OTHER_DATA: dict[str, Any] = {}
 def irrelevant(
     ctx: BuildContext, seed: int, dataset: str = "mnist", arch: str | None = None, arch_kwargs: dict | None = None, n_train: int | None = None,
     epochs: float | None = None, batch_size: int | None = None, optimizer: str | None = None, lr: float | None = None,
+    fallback: str | None = "digits-28",
 ) -> Built:
-    """Trained on another dataset with the same input shape and number of classes (a different task)."""
+    """Trained on another dataset with the same input shape and number of classes (a different task).
+    When ``dataset``'s files are missing, ``fallback`` (default: scikit-learn's digits in 28x28 frames,
+    always available) is used instead and the member records which one it was trained on."""
     from ...data import load_dataset
     from ...train import evaluate
 
     _need_cls(ctx, "irrelevant")
+    used = dataset
     if dataset not in _OTHER_DATA:
-        _OTHER_DATA[dataset] = load_dataset(dataset)
+        try:
+            _OTHER_DATA[dataset] = load_dataset(dataset)
+        except ModelprintError:
+            from ...data import DATASETS
+
+            if not fallback or fallback == dataset or dataset not in DATASETS:  # a typo is an error, not a fallback
+                raise
+            if fallback not in _OTHER_DATA:
+                _OTHER_DATA[fallback] = load_dataset(fallback)
+            _OTHER_DATA[dataset] = _OTHER_DATA[fallback]
     other = _OTHER_DATA[dataset]
+    used = other.name
     check_param("irrelevant", "dataset", other.task.input_shape == ctx.task.input_shape and other.task.num_classes == ctx.task.num_classes,
                 f"a dataset with inputs {ctx.task.input_shape} and {ctx.task.num_classes} classes", dataset)
     n = n_train if n_train is not None else ctx.default("n_train")
@@ -738,7 +752,10 @@ def irrelevant(
     idx = torch.randperm(len(other.x_train), generator=g)[: n or len(other.x_train)]
     m, a, kw, tm = train_fresh(ctx, seed, "irrelevant", arch, arch_kwargs, other.x_train[idx], other.y_train[idx], epochs, batch_size, optimizer, lr)
     own = evaluate(m, other.x_test[: ctx.default("n_eval", N_EVAL_DEFAULT)], other.y_test[: ctx.default("n_eval", N_EVAL_DEFAULT)], other.task, device=ctx.device)["test_acc"]
-    return Built(m, a, kw, "negative", "irrelevant", tm, {"dataset": dataset, "own_test_acc": own, "n_train": len(idx)})
+    extra = {"dataset": used, "own_test_acc": own, "n_train": len(idx)}
+    if used != dataset:
+        extra["wanted_dataset"] = dataset  # its files were missing: trained on the fallback instead
+    return Built(m, a, kw, "negative", "irrelevant", tm, extra)
 
 
 _TEACHER_KEYS = {"arch", "arch_kwargs", "data", "n_train", "epochs", "batch_size", "optimizer", "lr", "seed"}

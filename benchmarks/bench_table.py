@@ -1,0 +1,91 @@
+"""Markdown summary tables of one or more ``modelprint bench`` runs (their ``results.json``), for
+docs/RESULTS.md: per method, the random held-out split (median over seeds, with the range), the
+leave-one-family-out and leave-one-architecture-out folds (median and worst fold), queries and seconds;
+then QuRD's per-family figure (TPR at 5 % FPR of each positive group against all held-out negatives).
+
+    python benchmarks/bench_table.py runs/bench-fmnist-quick/results.json [more results.json ...]
+
+Every number is read from the results files; nothing is computed that the bench did not record, except
+medians/minima across seeds and folds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and x != x) else f"{x:.{nd}f}"
+
+
+def _med(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x is not None and x == x]
+    return statistics.median(xs) if xs else None
+
+
+def _spread(xs: list[float]) -> str:
+    xs = [x for x in xs if x is not None and x == x]
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return _f(xs[0])
+    return f"{_f(statistics.median(xs))} [{_f(min(xs))}–{_f(max(xs))}]"
+
+
+def _folds(xs: list[float]) -> str:
+    xs = [x for x in xs if x is not None and x == x]
+    if not xs:
+        return "–"
+    return f"{_f(statistics.median(xs))} [{_f(min(xs))}] ({len(xs)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+", type=Path)
+    a = ap.parse_args()
+    runs: list[dict[str, Any]] = []
+    for p in a.results:
+        doc = json.loads(p.read_text())
+        for r in doc["runs"]:
+            if not r.get("error") and not r.get("tag"):
+                runs.append({**r, "_file": str(p)})
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        by[(r["method"], r["mode"])].append(r)
+    print("| method | mode | random AUC | random ARUC | TPR@1%FPR | TPR@5%FPR | R@U=100% | LOFO AUC median [worst] (folds) | LOFO ARUC median | LOAO AUC median [worst] (folds) | LOAO ARUC median | queries / suspect | construction CPU s (median) | verify CPU ms / suspect |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    order = sorted(by, key=lambda k: (-(_med([r["metrics"]["auc"] for r in by[k] if r["split_kind"] == "random"]) or 0), k))
+    for key in order:
+        rr = by[key]
+        rnd = [r for r in rr if r["split_kind"] == "random"]
+        fam = [r for r in rr if r["split_kind"] == "family"]
+        arc = [r for r in rr if r["split_kind"] == "arch"]
+        m = lambda rs, k: [r["metrics"].get(k) for r in rs]
+        cpu = _med([r.get("construction_cpu_seconds") for r in rr])
+        ver = _med([r.get("verify_cpu_seconds") for r in rr])
+        print(f"| {key[0]} | {key[1]} | {_spread(m(rnd, 'auc'))} | {_spread(m(rnd, 'aruc'))} | {_spread(m(rnd, 'tpr@1%fpr'))} | {_spread(m(rnd, 'tpr@5%fpr'))} | {_spread(m(rnd, 'r@u=100%'))} "
+              f"| {_folds(m(fam, 'auc'))} | {_f(_med(m(fam, 'aruc')))} | {_folds(m(arc, 'auc'))} | {_f(_med(m(arc, 'aruc')))} "
+              f"| {_f(_med([r.get('queries_per_suspect') for r in rr]), 0)} | {_f(cpu, 1)} | {_f(ver * 1000 if ver is not None else None, 0)} |")
+    seeds = sorted({r["seed"] for r in runs if r["split_kind"] == "random"})
+    print(f"\nRandom split: median over seeds {seeds} [range]. Folds: median over folds [worst fold] (number of folds).\n")
+
+    # QuRD-style per-family figure
+    groups = sorted({g for r in runs if r["split_kind"] == "random" for g, e in r["analysis"]["per_group"].items() if e["label"] == "positive"})
+    methods = [k for k in order]
+    print("| positive group | " + " | ".join(f"{k[0]} ({k[1]})" for k in methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for g in groups:
+        cells = []
+        for k in methods:
+            v = [r["analysis"]["per_group"][g].get("tpr@5%fpr_vs_negatives") for r in by[k] if r["split_kind"] == "random" and g in r["analysis"]["per_group"]]
+            cells.append(_f(_med(v), 2))
+        print(f"| {g} | " + " | ".join(cells) + " |")
+    print("\nCells: TPR at 5 % FPR of that group's held-out members against all held-out negatives (random split, median over seeds).")
+
+
+if __name__ == "__main__":
+    main()
