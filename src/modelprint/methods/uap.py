@@ -593,9 +593,10 @@ class UAPMethod(Method):
         sel = torch.randperm(len(x_all), generator=g)[: p["kmeans_samples"]] if len(x_all) > p["kmeans_samples"] else torch.arange(len(x_all))
         xs = x_all[sel].float()
         keys = ("n_anchors", "n_views", "xi", "norm", "target_fooling", "uap_algorithm", "uap_samples", "kmeans_samples")
-        base_key = digest(repr([p[k] for k in keys]), str(seed), _module_digest(victim), xs)
+        paper_key = digest(repr([p[k] for k in keys]), str(seed), _module_digest(victim), xs)
+        base_key = paper_key
         if p["anchor_pool"] != "all":  # (keeps the paper's default key, so existing caches stay valid)
-            base_key = digest(base_key, p["anchor_pool"], dataset.y_train[sel])
+            base_key = digest(paper_key, p["anchor_pool"], dataset.y_train[sel])
         if base_key not in _POOL_CACHE and (stored := _load_pool(p["cache_dir"], base_key)) is not None:
             _POOL_CACHE.put(base_key, stored)
         if base_key not in _POOL_CACHE:
@@ -615,20 +616,26 @@ class UAPMethod(Method):
             t_anchor = time.perf_counter() - t0
             # the UAP, on a sample of the training data; its fooling rate is also measured on test data
             uap_x = xs[torch.randperm(len(xs), generator=g)[: p["uap_samples"]]]
-            lo, hi = task.low_tensor(), task.high_tensor()
-            res = find_uap(victim, uap_x, xi=p["xi"], norm=p["norm"], target=p["target_fooling"], algorithm=p["uap_algorithm"], low=lo, high=hi, seed=seed, device=device)
-            if not res.reached:
-                raise ModelprintError(
-                    f"the UAP reached only {res.fooling_rate:.1%} fooling rate (target {p['target_fooling']:.0%}) at xi={res.xi:g}",
-                    fix="raise xi (or use xi=auto), lower target_fooling, or try uap_algorithm=sgd",
-                )
-            xt = dataset.x_test if len(dataset.x_test) else x_all
-            victim.to(pick_device(device))
-            test_fr = fooling_rate(victim, xt[:2000], res.perturbation, low=lo, high=hi)
-            victim.cpu()
+            # the UAP does not depend on the anchors: reuse the paper pool's when it is cached
+            shared = (_POOL_CACHE.get(paper_key) or _load_pool(p["cache_dir"], paper_key)) if base_key != paper_key else None
+            if shared is not None:
+                perturbation, uap_info = shared["uap"], {**shared["info"]["uap"], "reused": True}
+            else:
+                lo, hi = task.low_tensor(), task.high_tensor()
+                res = find_uap(victim, uap_x, xi=p["xi"], norm=p["norm"], target=p["target_fooling"], algorithm=p["uap_algorithm"], low=lo, high=hi, seed=seed, device=device)
+                if not res.reached:
+                    raise ModelprintError(
+                        f"the UAP reached only {res.fooling_rate:.1%} fooling rate (target {p['target_fooling']:.0%}) at xi={res.xi:g}",
+                        fix="raise xi (or use xi=auto), lower target_fooling, or try uap_algorithm=sgd",
+                    )
+                xt = dataset.x_test if len(dataset.x_test) else x_all
+                victim.to(pick_device(device))
+                test_fr = fooling_rate(victim, xt[:2000], res.perturbation, low=lo, high=hi)
+                victim.cpu()
+                perturbation, uap_info = res.perturbation, {**res.to_dict(), "fooling_rate_test": test_fr}
             _POOL_CACHE.put(base_key, {
-                "pool_x": xs[pool_idx.reshape(-1)], "uap": res.perturbation, "anchor_index": sel[pool_idx[:, 0]],
-                "info": {"uap": {**res.to_dict(), "fooling_rate_test": test_fr}, "anchor_seconds": t_anchor,
+                "pool_x": xs[pool_idx.reshape(-1)], "uap": perturbation, "anchor_index": sel[pool_idx[:, 0]],
+                "info": {"uap": uap_info, "anchor_seconds": t_anchor,
                          "clusters": p["n_anchors"], "cluster_sizes": np.bincount(cluster.numpy(), minlength=p["n_anchors"]).tolist()},
             })
             _save_pool(p["cache_dir"], base_key, _POOL_CACHE[base_key])
