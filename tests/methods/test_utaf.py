@@ -271,3 +271,21 @@ def test_cli_build_and_verify(tmp_path, tiny_zoo):
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and all(row["method"] == "utaf" and row["queries"] == 8 and 0 <= row["score"] <= 1 for row in rows)
+
+
+def test_misclassified_init(cls_data, tiny_zoo, reg_zoo):
+    """init=misclassified starts the fingerprint from training points the victim gets wrong."""
+    train, _ = split_random(tiny_zoo, 0.5, 0)
+    lm = tiny_zoo.load("victim")
+    fp = get_method("utaf", **{**QUICK, "iterations": 1, "lr": 1e-9, "input_lr": 1e-9}, init="misclassified").fit(lm.module, lm.task, cls_data, train, device="cpu")
+    x = fp.inputs.reshape(len(fp.inputs), -1).float()
+    d = torch.cdist(x, cls_data.x_train.reshape(len(cls_data.x_train), -1).float())
+    nearest = d.argmin(1)
+    assert d.min(1).values.max() < 1e-2  # each input is a training point (up to the tanh round trip)
+    with torch.no_grad():
+        pred = lm.module.eval()(cls_data.x_train[nearest].float()).argmax(-1)
+    assert (pred != cls_data.y_train[nearest]).float().mean() > 0.5
+    data, zoo = reg_zoo
+    v = zoo.load("victim")
+    with pytest.raises(ModelprintError, match="classifier"):
+        get_method("utaf", **QUICK, init="misclassified").fit(v.module, v.task, data, Zoo.open(zoo.root), device="cpu")

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from ..suspects import Suspect
     from ..zoo import Zoo, ZooMember
 
-INITS = ("auto", "data", "uniform", "normal")
+INITS = ("auto", "data", "misclassified", "uniform", "normal")
 REFERENCES = ("none", "victim", "victim-sq")
 SAMPLE_BY = ("member", "family", "arch")
 CALIBRATIONS = ("none", "platt")
@@ -487,6 +487,16 @@ class UTAF(Method):
             if len(idx) < n:
                 idx = torch.cat([idx, idx[torch.randint(len(idx), (n - len(idx),), generator=g)]])
             w0 = tanh_inverse(task, dataset.x_train[idx].float())
+        elif init == "misclassified":  # training points the victim gets wrong (our extension, see docs)
+            if task.kind != "classification":
+                raise ModelprintError("init=misclassified needs a classifier", fix="use init=data or uniform")
+            cand = torch.randperm(len(dataset.x_train), generator=g)[: max(20 * n, 5000)]
+            with torch.no_grad():
+                pred = torch.cat([F_model.module(dataset.x_train[cand[i : i + 512]].float().to(dev)).argmax(-1).cpu() for i in range(0, len(cand), 512)])
+            wrong = cand[pred != dataset.y_train[cand].long()]
+            if len(wrong) < n:  # top up with other training points
+                wrong = torch.cat([wrong, cand[pred == dataset.y_train[cand].long()][: n - len(wrong)]])
+            w0 = tanh_inverse(task, dataset.x_train[wrong[:n]].float())
         elif init == "uniform":
             w0 = tanh_inverse(task, task.sample_uniform(n, g))
         else:
