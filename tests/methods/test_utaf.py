@@ -289,3 +289,15 @@ def test_misclassified_init(cls_data, tiny_zoo, reg_zoo):
     v = zoo.load("victim")
     with pytest.raises(ModelprintError, match="classifier"):
         get_method("utaf", **QUICK, init="misclassified").fit(v.module, v.task, data, Zoo.open(zoo.root), device="cpu")
+
+
+def test_output_scale_std_dim(gen_zoo):
+    """output_scale=std-dim divides raw outputs by sqrt(outputs per query) as well as by their std."""
+    data, zoo = gen_zoo
+    v = zoo.load("victim")
+    a = get_method("utaf", **{**QUICK, "iterations": 2}).fit(v.module, v.task, data, Zoo.open(zoo.root), device="cpu")
+    b = get_method("utaf", **{**QUICK, "iterations": 2}, output_scale="std-dim").fit(v.module, v.task, data, Zoo.open(zoo.root), device="cpu")
+    d = int(np.prod(v.task.output_shape))
+    assert b.out_std == pytest.approx(a.out_std * d ** 0.5, rel=1e-5)
+    with pytest.raises(ModelprintError, match="output_scale"):
+        get_method("utaf", output_scale="max")

@@ -325,6 +325,9 @@ DEFAULTS: dict[str, Any] = {
     "max_members": None,
     "sample_by": "member",
     "calibrate": "none",
+    # raw outputs: "std" standardises by the victim's output mean/std; "std-dim" also divides by
+    # sqrt(outputs per input), so that a generator's 784 pixels per query do not saturate the verifier
+    "output_scale": "std",
     "reference": "none",
     "feature_noise": 0.0,
     "shuffle_negatives": 0.0,
@@ -379,6 +382,8 @@ class UTAF(Method):
             raise ModelprintError(f"utaf parameter early_stop must be one of {EARLY_STOPS}, got {p['early_stop']!r}")
         if p["calibrate"] not in CALIBRATIONS:
             raise ModelprintError(f"utaf parameter calibrate must be one of {CALIBRATIONS}, got {p['calibrate']!r}")
+        if p["output_scale"] not in ("std", "std-dim"):
+            raise ModelprintError(f"utaf parameter output_scale must be std or std-dim, got {p['output_scale']!r}")
         if p["sample_by"] not in SAMPLE_BY:
             raise ModelprintError(f"utaf parameter sample_by must be one of {SAMPLE_BY}, got {p['sample_by']!r}")
         for key in ("patience", "max_members"):
@@ -511,6 +516,8 @@ class UTAF(Method):
             out_mean, out_std = float(y0.mean()), float(y0.std())
             if not math.isfinite(out_std) or out_std < 1e-8:
                 out_std = 1.0
+            if p["output_scale"] == "std-dim":
+                out_std *= math.sqrt(max(1, y0[0].numel()))
 
         # -- lines 4-5: meta-verifier and the two Adam optimisers ---------------------------------
         d_out = math.prod(task.output_shape) if task.kind != "classification" else int(task.num_classes or task.output_shape[0])
