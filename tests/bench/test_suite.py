@@ -201,3 +201,11 @@ def test_split_planning(tiny_zoo):
         tr, te = {m.name for m in p.train.members}, {m.name for m in p.test.members}
         assert not tr & te
         assert {m.label for m in p.test.members} == {"positive", "negative"}
+
+
+def test_cache_key_includes_the_method_code():
+    from modelprint.bench.suite import code_digest
+
+    assert code_digest("akh") == code_digest("akh")  # stable within a version
+    assert code_digest("akh") != code_digest("uap")  # different sources, different keys
+    assert len(code_digest("sac")) == 16

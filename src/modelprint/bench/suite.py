@@ -199,6 +199,21 @@ def plan_splits(zoo: Zoo, specs: list[str], seeds: list[int], test_fraction: flo
     return uniq
 
 
+def code_digest(method: str) -> str:
+    """Digest of the source files of ``method``'s class and its modelprint base classes: part of the cache
+    key, so that results cached by an older version of a method are recomputed, not silently reused."""
+    import inspect
+
+    from ..methods.base import METHODS
+
+    cls = METHODS.get(method)
+    h = hashlib.sha256()
+    for f in sorted({inspect.getsourcefile(c) or "" for c in cls.__mro__ if c.__module__.startswith("modelprint")}):
+        if f and Path(f).exists():
+            h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", s).strip("-")
 
@@ -529,7 +544,7 @@ class Bench:
             p["output_mode"] = mode
         key = _slug(f"{method}__{ps.name}__seed{ps.seed}" + (f"__{tag}" if tag else ""))
         h = _hash({
-            "v": CACHE_VERSION, "method": method, "params": p, "mode": mode, "budget": budget, "seed": ps.seed,
+            "v": CACHE_VERSION, "code": code_digest(method), "method": method, "params": p, "mode": mode, "budget": budget, "seed": ps.seed,
             "victim": self.victim_id, "dataset": self.cfg.dataset, "device": self.device,
             "train": sorted(m.name for m in ps.train.members), "test": sorted(m.name for m in ps.test.members),
             "extra": {k: sorted(m.name for m in z.members) for k, z in self.extra_zoos.items()} if self._scores_extra(ps, tag) else {},
