@@ -14,6 +14,7 @@ other label, so AUC is defined and those were unseen too (as :func:`modelprint.z
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -199,6 +200,7 @@ def plan_splits(zoo: Zoo, specs: list[str], seeds: list[int], test_fraction: flo
     return uniq
 
 
+@functools.lru_cache(maxsize=None)
 def code_digest(method: str) -> str:
     """Digest of the source files of ``method``'s class and its modelprint base classes: part of the cache
     key, so that results cached by an older version of a method are recomputed, not silently reused."""

@@ -64,6 +64,7 @@ from ..suspects import OutputMode, TorchSuspect
 from ..tasks import Task
 from ..train import last_layer
 from ..verdict import digest
+from ._baseline import victim_labels
 from .base import Fingerprint, Method, register_method
 
 if TYPE_CHECKING:
@@ -604,8 +605,10 @@ class UAPMethod(Method):
             reps = representations(victim, xs, device=device)
             anchor_sel = torch.arange(len(xs))
             if p["anchor_pool"] == "misclassified":
-                pred = TorchSuspect(victim, task, mode="label", name="victim", device=device, batch_size=512).query(xs).argmax(-1)
-                anchor_sel = torch.nonzero(pred.cpu() != dataset.y_train[sel].long()).squeeze(1)
+                dev = pick_device(device)
+                with torch.no_grad():
+                    pred = victim_labels(victim.to(dev), xs, dev)
+                anchor_sel = torch.nonzero(pred != dataset.y_train[sel].long()).squeeze(1)
                 if len(anchor_sel) < p["n_anchors"]:
                     raise ModelprintError(
                         f"the victim misclassifies only {len(anchor_sel)} of the {len(xs)} sampled training points, fewer than n_anchors={p['n_anchors']}",

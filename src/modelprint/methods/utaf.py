@@ -59,6 +59,7 @@ from ..errors import ModelprintError
 from ..progress import progress_bar
 from ..suspects.modes import OutputMode
 from ..tasks import Task
+from ._baseline import victim_labels
 from .base import Fingerprint, Method, register_method
 
 if TYPE_CHECKING:
@@ -497,7 +498,7 @@ class UTAF(Method):
                 raise ModelprintError("init=misclassified needs a classifier", fix="use init=data or uniform")
             cand = torch.randperm(len(dataset.x_train), generator=g)[: max(20 * n, 5000)]
             with torch.no_grad():
-                pred = torch.cat([F_model.module(dataset.x_train[cand[i : i + 512]].float().to(dev)).argmax(-1).cpu() for i in range(0, len(cand), 512)])
+                pred = victim_labels(F_model.module, dataset.x_train[cand].float(), dev)
             wrong = cand[pred != dataset.y_train[cand].long()]
             if len(wrong) < n:  # top up with other training points
                 wrong = torch.cat([wrong, cand[pred == dataset.y_train[cand].long()][: n - len(wrong)]])
