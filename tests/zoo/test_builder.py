@@ -229,6 +229,29 @@ def test_shipped_recipes_are_valid():
         load_recipe("no-such-recipe")
 
 
+def test_extends_appends_groups_and_keeps_the_base_members(tmp_path):
+    from modelprint.zoo.recipe import load_recipe
+
+    base = tmp_path / "base.toml"
+    base.write_text('name = "base"\n[defaults]\nepochs = 2\nn_train = 100\n[[groups]]\nname="a"\ntransform="quantise"\n')
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = "{base}"\nname = "child"\n[defaults]\nepochs = 3\n[[groups]]\nname="b"\ntransform="prune-weight"\ngrid={{amount=[0.2, 0.5]}}\n')
+    r, b = load_recipe(child), load_recipe(base)
+    assert r.name == "child" and [g.name for g in r.groups] == ["a", "b"]
+    assert r.defaults["epochs"] == 3 and r.defaults["n_train"] == 100  # updated key by key
+    assert [m.name for m in r.members()][:1] == [m.name for m in b.members()]
+    # the shipped extension keeps every fmnist-quick member byte for byte (so a copied zoo only trains the new ones)
+    quick, wide = load_recipe("fmnist-quick").members(), load_recipe("fmnist-wide").members()
+    assert [(m.name, m.key()) for m in wide[: len(quick)]] == [(m.name, m.key()) for m in quick] and len(wide) > len(quick)
+    loop = tmp_path / "loop.toml"
+    loop.write_text(f'extends = "{loop}"\n[[groups]]\nname="a"\ntransform="quantise"\n')
+    with pytest.raises(ModelprintError, match="cycle"):
+        load_recipe(loop)
+    with pytest.raises(ModelprintError, match="recipe file not found|unknown recipe"):
+        (tmp_path / "orphan.toml").write_text('extends = "no-such-recipe"\n[[groups]]\nname="a"\ntransform="quantise"\n')
+        load_recipe(tmp_path / "orphan.toml")
+
+
 def test_cli_show_and_split(tmp_path, victim_dir):
     from typer.testing import CliRunner
 

@@ -38,6 +38,11 @@ A recipe (``recipes/<name>.toml``)::
 
 ``count`` defaults to the larger of the number of grid combinations and the longest ``vary`` list.
 
+``extends = "fmnist-quick"`` (a name or path) starts from another recipe: its groups come first and
+keep their names, seeds and keys, so building into a copy of the base's zoo trains only the new
+groups; ``[victim]`` and ``[defaults]`` are updated key by key and other top-level keys overridden
+(``recipes/fmnist-wide.toml``).
+
 Every member's parameters are validated against its transform when the recipe is loaded, so a typo
 fails before any training starts. ``load_recipe`` takes a name (looked up in ``recipes/`` of the
 current directory, ``$MODELPRINT_RECIPES`` and the project checkout) or a path to a ``.toml`` file.
@@ -266,8 +271,30 @@ def find_recipe(spec: str) -> Path:
 def load_recipe(spec: str | os.PathLike, validate: bool = True) -> Recipe:
     """A recipe by name (``fmnist-quick``) or path (``my.toml``), parsed and validated."""
     path = find_recipe(str(spec))
+    return parse_recipe(_read_doc(path, ()), str(path), validate)
+
+
+def _read_doc(path: Path, chain: tuple[str, ...]) -> dict[str, Any]:
+    """The recipe's TOML document with any ``extends = "base"`` resolved: the base's groups come first,
+    its [victim] and [defaults] tables are updated key by key, and its other top-level keys are overridden."""
     try:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ModelprintError(f"recipe is not valid TOML ({e})", path=str(path), fix="fix the syntax (see recipes/fmnist-quick.toml)") from None
-    return parse_recipe(doc, str(path), validate)
+    base_spec = doc.pop("extends", None)
+    if base_spec is None:
+        return doc
+    if not isinstance(base_spec, str):
+        raise _err(str(path), f"extends must be a recipe name or path, got {base_spec!r}", 'e.g. extends = "fmnist-quick"')
+    base_path = find_recipe(base_spec)
+    if str(base_path.resolve()) in chain + (str(path.resolve()),):
+        raise _err(str(path), f"extends {base_spec!r} makes a cycle", "remove the extends line from one of the recipes")
+    base = _read_doc(base_path, chain + (str(path.resolve()),))
+    merged = {**base, **{k: v for k, v in doc.items() if k not in ("victim", "defaults", "groups")}}
+    for table in ("victim", "defaults"):
+        if table in doc or table in base:
+            merged[table] = {**base.get(table, {}), **doc.get(table, {})}
+            if table == "defaults" and ("arch_kwargs" in base.get(table, {}) or "arch_kwargs" in doc.get(table, {})):
+                merged[table]["arch_kwargs"] = {**base.get(table, {}).get("arch_kwargs", {}), **doc.get(table, {}).get("arch_kwargs", {})}
+    merged["groups"] = list(base.get("groups", [])) + list(doc.get("groups", []))
+    return merged
