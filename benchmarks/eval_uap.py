@@ -51,6 +51,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "uap-miscls": ("uap", {"anchor_pool": "misclassified"}),
     "uap-miscls-relative": ("uap", {"anchor_pool": "misclassified", "encoder_input": "relative"}),
     "uap-relative": ("uap", {"encoder_input": "relative"}),
+    "uap-negmodel": ("uap", {"negative_classes": "per-model"}),
     "deepfool": ("deepfool", {}),
     "deepfool-minimal": ("deepfool", {"ap_scale": "minimal"}),
     "deepfoolfp": ("deepfool", {"scheme": "matching"}),

@@ -155,6 +155,15 @@ def test_relative_encoder_input(tiny_victim, cls_data, train_zoo, random_net):
     assert v_copy.score == pytest.approx(1.0, abs=1e-5) and v_rand.score < v_copy.score - 0.3
 
 
+def test_per_model_negative_classes(tiny_victim, cls_data, train_zoo, random_net):
+    fp = get_method("uap", **{**SMALL, "calibration_folds": 0, "negative_classes": "per-model"}).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    v_copy, _ = _verify(fp, copy.deepcopy(tiny_victim), cls_data.task)
+    v_rand, _ = _verify(fp, random_net, cls_data.task)
+    assert v_copy.score == pytest.approx(1.0, abs=1e-5) and v_rand.score < v_copy.score - 0.3
+    with pytest.raises(ModelprintError, match="negative_classes"):
+        get_method("uap", negative_classes="each")
+
+
 def test_disk_cache_resumes_identically(tmp_path, tiny_victim, cls_data, train_zoo):
     from modelprint.methods.uap import clear_caches
 

@@ -15,7 +15,9 @@ Construction (white-box on the victim, Algorithm 1):
    (``probs``, ``topk:K`` or ``label``: the paper's top-k ablation). ``x + v`` is clamped to the domain.
 4. **Encoder** (§4.3): an MLP projector trained with the supervised contrastive loss
    (``pytorch_metric_learning.losses.SupConLoss``) on multi-view batches: label 0 for the victim and the
-   zoo's training positives (piracy), label 1 for its training negatives (homologous / independent).
+   zoo's training positives (piracy), label 1 for its training negatives (homologous / independent);
+   ``negative_classes=per-model`` gives every negative model its own class instead (our variant: the
+   loss then pulls only the views of one honest model together, not all honest models into one cluster).
    A view picks one pool neighbour per anchor at random, so training sees far more than ``n_views``
    distinct views (the paper samples 200 fixed ones; the random recombination is a superset of them).
 5. **Verification**: ``m = n_fingerprints`` fixed views (view ``j`` = the ``j``-th neighbour of every
@@ -99,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-4,
     "temperature": 0.1,
     "encoder_input": "outputs",  # outputs: F itself (the paper) | relative: [F, F - F_victim] on the same view
+    "negative_classes": "shared",  # shared: every negative model is SupCon class 1 (the paper) | per-model: one class each
     # decision
     "alpha": 0.01,
     "calibration_folds": 3,
@@ -154,6 +157,8 @@ def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> 
         p["output_mode"] = str(m)
     if "encoder_input" in p and p["encoder_input"] not in ("outputs", "relative"):
         raise ModelprintError(f"encoder_input={p['encoder_input']!r}", fix="use outputs (the paper) or relative")
+    if "negative_classes" in p and p["negative_classes"] not in ("shared", "per-model"):
+        raise ModelprintError(f"negative_classes={p['negative_classes']!r}", fix="use shared (the paper) or per-model")
     if "anchor_pool" in p and p["anchor_pool"] not in ("all", "misclassified"):
         raise ModelprintError(f"anchor_pool={p['anchor_pool']!r}", fix="use all (the paper) or misclassified")
     if "uap_algorithm" in p and p["uap_algorithm"] not in ("deepfool", "sgd"):
@@ -290,7 +295,10 @@ def train_encoder(feats: list[torch.Tensor], labels: list[int], p: dict[str, Any
             x = stacked[midx[:, None], rows, cols].reshape(B, -1)
             xv = victim[rows, cols].reshape(B, -1) if kind == "relative" else x
             x = encoder_input(x, xv, kind).to(device)
-            y = lab[midx].to(device)
+            y = lab[midx]
+            if p.get("negative_classes", "shared") == "per-model":  # negatives need not resemble each other
+                y = torch.where(y == 0, 0, 1 + midx)
+            y = y.to(device)
             loss = loss_fn(enc(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
