@@ -164,6 +164,32 @@ def test_per_model_negative_classes(tiny_victim, cls_data, train_zoo, random_net
         get_method("uap", negative_classes="each")
 
 
+def test_agreement_floor_guards_implausible_suspects(tiny_victim, cls_data, train_zoo):
+    class Contrary(torch.nn.Module):  # answers the class after the victim's: never agrees with it
+        def __init__(self, net: torch.nn.Module, c: int):
+            super().__init__()
+            self.net, self.c = net, c
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).roll(1, dims=-1)
+
+    contrary = Contrary(copy.deepcopy(tiny_victim), cls_data.task.num_classes).eval()
+    fp = get_method("uap", **{**SMALL, "calibration_folds": 0}).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    floor = fp.meta["agreement_floor"]
+    assert floor == pytest.approx(0.5 * fp.meta["train_positive_agreement"]["min"]) and 0 < floor <= 0.5
+    v, _ = _verify(fp, contrary, cls_data.task)
+    g = v.details["guard"]
+    assert g["clean_label_agreement"] < floor and v.score == pytest.approx(min(g["similarity"], g["clean_label_agreement"] - 1))
+    assert v.decision == "independent" and v.p_value is None
+    v_copy, _ = _verify(fp, copy.deepcopy(tiny_victim), cls_data.task)
+    assert "guard" not in v_copy.details and v_copy.score == pytest.approx(1.0, abs=1e-5)
+    off = get_method("uap", **{**SMALL, "calibration_folds": 0, "agreement_floor": "off"}).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    assert off.meta["agreement_floor"] is None and "guard" not in _verify(off, contrary, cls_data.task)[0].details
+    for bad in ("high", 1.5):
+        with pytest.raises(ModelprintError, match="agreement_floor"):
+            get_method("uap", agreement_floor=bad)
+
+
 def test_disk_cache_resumes_identically(tmp_path, tiny_victim, cls_data, train_zoo):
     from modelprint.methods.uap import clear_caches
 
