@@ -110,5 +110,7 @@ def verify(
             p = "-" if v.p_value is None else f"{v.p_value:.2e}"
             if "error" in v.details:
                 err.print(f"[yellow]{v.suspect}[/]: {v.details['error']}", highlight=False)
+            if "note" in v.details:
+                err.print(f"{v.suspect}: {v.details['note']}", highlight=False)
             t.add_row(v.suspect, f"{v.score:.4f}", f"{v.threshold:.4f}", p, f"[{colour[v.decision]}]{v.decision}[/]", str(v.queries), f"{v.seconds:.2f}")
         out.print(t)

@@ -568,6 +568,8 @@ class UAPFingerprint(Fingerprint):
         if guarded:
             details["guard"] = {"clean_label_agreement": agreement, "floor": floor, "similarity": score, "p_value_similarity": p,
                                 "why": "its answers on the clean anchors agree with the victim's less than any functional copy's would"}
+            details["note"] = (f"clean-anchor agreement with the victim {agreement:.3f} is below the floor {floor:.3f}: not a functional copy; "
+                               f"similarity {score:.4f} replaced by {guarded_score(score, agreement):.4f}, no t-test")
             score, p = guarded_score(score, agreement), None
         details |= {
             "similarities": [round(float(s), 6) for s in sims],
