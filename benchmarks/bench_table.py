@@ -4,6 +4,11 @@ leave-one-family-out and leave-one-architecture-out folds (median and worst fold
 then QuRD's per-family figure (TPR at 5 % FPR of each positive group against all held-out negatives).
 
     python benchmarks/bench_table.py runs/bench-fmnist-quick/results.json [more results.json ...]
+    python benchmarks/bench_table.py --per-fold uap,akh quick=runs/bench-a/results.json+runs/bench-a-seeds/results.json runs/bench-b/results.json
+
+``--per-fold`` instead compares runs fold by fold: one row per split (random seeds and every LOFO / LOAO
+fold), one column per (arm, method), cells AUC; then the LOFO / LOAO means and worst folds. An arm is a
+results file (named by its directory) or ``NAME=file+file`` (files merged under NAME).
 
 Every number is read from the results files; nothing is computed that the bench did not record, except
 medians/minima across seeds and folds.
@@ -45,11 +50,15 @@ def _folds(xs: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+", type=Path)
+    ap.add_argument("results", nargs="+")
+    ap.add_argument("--per-fold", default=None, help="comma-separated methods: a fold-by-fold AUC table across the results files")
     a = ap.parse_args()
+    if a.per_fold:
+        per_fold(a.results, a.per_fold.split(","))
+        return
     runs: list[dict[str, Any]] = []
     for p in a.results:
-        doc = json.loads(p.read_text())
+        doc = json.loads(Path(p).read_text())
         for r in doc["runs"]:
             if not r.get("error") and not r.get("tag"):
                 runs.append({**r, "_file": str(p)})
@@ -85,6 +94,41 @@ def main() -> None:
             cells.append(_f(_med(v), 2))
         print(f"| {g} | " + " | ".join(cells) + " |")
     print("\nCells: TPR at 5 % FPR of that group's held-out members against all held-out negatives (random split, median over seeds).")
+
+
+def per_fold(arms: list[str], methods: list[str]) -> None:
+    cols: list[tuple[str, str]] = []
+    auc: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    files = []
+    for arm in arms:
+        name, _, paths = arm.rpartition("=")
+        files += [(name or Path(f).parent.name, Path(f)) for f in paths.split("+")]
+    for name, p in files:
+        for r in json.loads(p.read_text())["runs"]:
+            if r.get("error") or r.get("tag") or r["method"] not in methods:
+                continue
+            col = (name, r["method"])
+            if col not in cols:
+                cols.append(col)
+            split = f"random seed {r['seed']}" if r["split_kind"] == "random" else r["split"]
+            auc[col][split] = r["metrics"]["auc"]
+    kind_order = {"random": 0, "family": 1, "arch": 2}
+    splits = sorted({s for c in cols for s in auc[c]}, key=lambda s: (kind_order[s.split(" ")[0].split(":")[0]], s))
+    print("| split | " + " | ".join(f"{d}: {m}" for d, m in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for sp in splits:
+        print(f"| {sp} | " + " | ".join(_f(auc[c].get(sp)) for c in cols) + " |")
+    for kind, name in (("random", "random: median"), ("family", "LOFO: mean [worst] (folds)"), ("arch", "LOAO: mean [worst] (folds)")):
+        cells = []
+        for c in cols:
+            xs = [v for s, v in auc[c].items() if s.split(" ")[0].split(":")[0] == kind]
+            if not xs:
+                cells.append("–")
+            elif kind == "random":
+                cells.append(f"{_f(statistics.median(xs))} ({len(xs)})")
+            else:
+                cells.append(f"{_f(statistics.mean(xs))} [{_f(min(xs))}] ({len(xs)})")
+        print(f"| **{name}** | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
