@@ -169,6 +169,7 @@ def test_resume_after_kill(tmp_path, victim_dir):
     assert Zoo.open(out).positives
 
 
+@pytest.mark.timeout(420)  # starting Ray's workers takes most of it, and over 120 s on a loaded 2-core machine
 def test_ray_executor_builds_a_tiny_zoo(tmp_path, victim_dir):
     ray = pytest.importorskip("ray")
     from modelprint.zoo.builder import build_zoo
