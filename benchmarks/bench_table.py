@@ -99,6 +99,7 @@ def main() -> None:
 def per_fold(arms: list[str], methods: list[str]) -> None:
     cols: list[tuple[str, str]] = []
     auc: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    kind_of: dict[str, str] = {}
     files = []
     for arm in arms:
         name, _, paths = arm.rpartition("=")
@@ -112,8 +113,9 @@ def per_fold(arms: list[str], methods: list[str]) -> None:
                 cols.append(col)
             split = f"random seed {r['seed']}" if r["split_kind"] == "random" else r["split"]
             auc[col][split] = r["metrics"]["auc"]
+            kind_of[split] = r["split_kind"]
     kind_order = {"random": 0, "family": 1, "arch": 2}
-    splits = sorted({s for c in cols for s in auc[c]}, key=lambda s: (kind_order[s.split(" ")[0].split(":")[0]], s))
+    splits = sorted(kind_of, key=lambda s: (kind_order[kind_of[s]], s))
     print("| split | " + " | ".join(f"{d}: {m}" for d, m in cols) + " |")
     print("|---|" + "---|" * len(cols))
     for sp in splits:
@@ -121,7 +123,7 @@ def per_fold(arms: list[str], methods: list[str]) -> None:
     for kind, name in (("random", "random: median"), ("family", "LOFO: mean [worst] (folds)"), ("arch", "LOAO: mean [worst] (folds)")):
         cells = []
         for c in cols:
-            xs = [v for s, v in auc[c].items() if s.split(" ")[0].split(":")[0] == kind]
+            xs = [v for s, v in auc[c].items() if kind_of[s] == kind]
             if not xs:
                 cells.append("–")
             elif kind == "random":

@@ -166,14 +166,14 @@ def test_per_model_negative_classes(tiny_victim, cls_data, train_zoo, random_net
 
 def test_agreement_floor_guards_implausible_suspects(tiny_victim, cls_data, train_zoo):
     class Contrary(torch.nn.Module):  # answers the class after the victim's: never agrees with it
-        def __init__(self, net: torch.nn.Module, c: int):
+        def __init__(self, net: torch.nn.Module):
             super().__init__()
-            self.net, self.c = net, c
+            self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(x).roll(1, dims=-1)
 
-    contrary = Contrary(copy.deepcopy(tiny_victim), cls_data.task.num_classes).eval()
+    contrary = Contrary(copy.deepcopy(tiny_victim)).eval()
     fp = get_method("uap", **{**SMALL, "calibration_folds": 0}).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
     floor = fp.meta["agreement_floor"]
     assert floor == pytest.approx(0.5 * fp.meta["train_positive_agreement"]["min"]) and 0 < floor <= 0.5

@@ -335,9 +335,10 @@ def view_similarities(enc: nn.Module, suspect_views: torch.Tensor, victim_views:
     return torch.nn.functional.cosine_similarity(a, b, dim=1)
 
 
-def clean_agreement(outputs: torch.Tensor, victim_outputs: torch.Tensor) -> float:
-    """Share of clean anchors ([m, n, 2, C], index 0 of the pair) on which two models' top-1 answers agree."""
-    return float((outputs[:, :, 0].argmax(-1) == victim_outputs[:, :, 0].argmax(-1)).float().mean())
+def label_agreement(outputs: torch.Tensor, victim_outputs: torch.Tensor, half: int = 0) -> float:
+    """Share of fingerprint queries ([m, n, 2, C]; ``half`` 0 = clean anchors, 1 = UAP-perturbed) on which
+    two models' top-1 answers agree."""
+    return float((outputs[:, :, half].argmax(-1) == victim_outputs[:, :, half].argmax(-1)).float().mean())
 
 
 def guarded_score(similarity: float, agreement: float) -> float:
@@ -561,7 +562,7 @@ class UAPFingerprint(Fingerprint):
         p = welch_one_sided(sims, null) if len(null) >= 2 else None
         if p is not None and not np.isfinite(p):
             p = None
-        agreement = clean_agreement(outs, self.victim_outputs[:m])
+        agreement = label_agreement(outs, self.victim_outputs[:m])
         floor = self.meta.get("agreement_floor")
         guarded = floor is not None and agreement < floor
         details: dict[str, Any] = {}
@@ -579,7 +580,7 @@ class UAPFingerprint(Fingerprint):
             "null_std": float(null.std()) if len(null) else None,
             "output_mode": str(self.mode),
             "label_agreement_clean": agreement,
-            "label_agreement_perturbed": float((outs[:, :, 1].argmax(-1) == self.victim_outputs[:m, :, 1].argmax(-1)).float().mean()),
+            "label_agreement_perturbed": label_agreement(outs, self.victim_outputs[:m], half=1),
         }
         return score, p, details, evidence
 
@@ -768,14 +769,17 @@ class UAPMethod(Method):
         t_query = time.perf_counter() - t_q
         victim_feats = models[0][2]
         mcount = p["n_fingerprints"]
-        vic_views = victim_feats[:, :mcount].permute(1, 0, 2, 3).reshape(mcount, -1)  # view j = neighbour j of each anchor
+
+        def fingerprints_of(f: torch.Tensor) -> torch.Tensor:  # [n, k, 2, C] -> [m, n, 2, C]: view j = neighbour j of each anchor
+            return f[:, :mcount].transpose(0, 1)
 
         def verify_views(f: torch.Tensor) -> torch.Tensor:
-            return f[:, :mcount].permute(1, 0, 2, 3).reshape(mcount, -1)
+            return fingerprints_of(f).reshape(mcount, -1)
 
+        vic_out = fingerprints_of(victim_feats).contiguous()
+        vic_views = vic_out.reshape(mcount, -1)
         # -- functional-plausibility floor from the training positives' clean agreement -------------
-        vic_clean = verify_views(victim_feats).reshape(mcount, n, 2, C)
-        agree = {name: clean_agreement(verify_views(f).reshape(mcount, n, 2, C), vic_clean) for name, _, f in models[1:]}
+        agree = {name: label_agreement(fingerprints_of(f), vic_out) for name, _, f in models[1:]}
         pos_agree = [agree[name] for name, lab, _ in models[1:] if lab == 0]
         if p["agreement_floor"] == "off" or not pos_agree:
             floor = None
@@ -784,18 +788,20 @@ class UAPMethod(Method):
         else:
             floor = float(p["agreement_floor"])
 
-        def implausible(name: str) -> bool:
-            return floor is not None and agree[name] < floor
-
-        def guard(name: str, s: float) -> float:
-            return guarded_score(s, agree[name]) if implausible(name) else s
-
         # -- calibration by cross-fitting -----------------------------------------------------------
         kind = p["encoder_input"]
         t_e = time.perf_counter()
         oof_scores: dict[str, float] = {}
         null: list[float] = []
         pos_sims: list[float] = []
+
+        def score_member(enc: nn.Module, name: str, lab: int, f: torch.Tensor) -> None:
+            s = view_similarities(enc, verify_views(f), vic_views, kind).numpy()
+            if floor is not None and agree[name] < floor:  # guarded: never reaches the t-test, so stays out of its null
+                oof_scores[name] = guarded_score(float(s.mean()), agree[name])
+            else:
+                oof_scores[name] = float(s.mean())
+                (null if lab == 1 else pos_sims).extend(s.tolist())
         others = models[1:]
         labels = np.array([lab for _, lab, _ in others])
         folds = min(p["calibration_folds"], int(np.bincount(labels, minlength=2).min()))
@@ -808,19 +814,12 @@ class UAPMethod(Method):
                 tr_models = [models[0]] + synthetic + [others[i] for i in tr]
                 enc = train_encoder([f for _, _, f in tr_models], [lab for _, lab, _ in tr_models], p, seed + 1 + fi, dev, f"{self.name}: calibration fold {fi + 1}/{folds}", victim_feats)
                 for i in te:
-                    name, lab, f = others[i]
-                    s = view_similarities(enc, verify_views(f), vic_views, kind).numpy()
-                    oof_scores[name] = guard(name, float(s.mean()))
-                    if not implausible(name):  # a guarded model never reaches the t-test, so stays out of its null
-                        (null if lab == 1 else pos_sims).extend(s.tolist())
+                    score_member(enc, *others[i])
         everything = models + synthetic
         encoder = train_encoder([f for _, _, f in everything], [lab for _, lab, _ in everything], p, seed, dev, f"{self.name}: encoder", victim_feats)
         if folds < 2:
-            for name, lab, f in others:
-                s = view_similarities(encoder, verify_views(f), vic_views, kind).numpy()
-                oof_scores[name] = guard(name, float(s.mean()))
-                if not implausible(name):
-                    (null if lab == 1 else pos_sims).extend(s.tolist())
+            for member in others:
+                score_member(encoder, *member)
         t_enc = time.perf_counter() - t_e
         lab_of = {name: lab for name, lab, _ in others}
         pos_scores = np.array([s for nm, s in oof_scores.items() if lab_of[nm] == 0])
@@ -830,7 +829,6 @@ class UAPMethod(Method):
         # -- the fingerprint ------------------------------------------------------------------------
         px = pool["pool_x"].reshape(n, k, *task.input_shape)[:, :mcount].transpose(0, 1).contiguous()
         pa = pool["pool_adv"].reshape(n, k, *task.input_shape)[:, :mcount].transpose(0, 1).contiguous()
-        vic_out = victim_feats[:, :mcount].transpose(0, 1).contiguous()  # [m, n, 2, C]
         meta = {
             "queries_per_suspect": int(mcount * n * 2),
             "score_range": [-1.0, 1.0],

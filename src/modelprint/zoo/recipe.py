@@ -286,15 +286,16 @@ def _read_doc(path: Path, chain: tuple[str, ...]) -> dict[str, Any]:
         return doc
     if not isinstance(base_spec, str):
         raise _err(str(path), f"extends must be a recipe name or path, got {base_spec!r}", 'e.g. extends = "fmnist-quick"')
-    base_path = find_recipe(base_spec)
-    if str(base_path.resolve()) in chain + (str(path.resolve()),):
+    base_path, chain = find_recipe(base_spec), chain + (str(path.resolve()),)
+    if str(base_path.resolve()) in chain:
         raise _err(str(path), f"extends {base_spec!r} makes a cycle", "remove the extends line from one of the recipes")
-    base = _read_doc(base_path, chain + (str(path.resolve()),))
+    base = _read_doc(base_path, chain)
     merged = {**base, **{k: v for k, v in doc.items() if k not in ("victim", "defaults", "groups")}}
     for table in ("victim", "defaults"):
+        b, d = base.get(table, {}), doc.get(table, {})
         if table in doc or table in base:
-            merged[table] = {**base.get(table, {}), **doc.get(table, {})}
-            if table == "defaults" and ("arch_kwargs" in base.get(table, {}) or "arch_kwargs" in doc.get(table, {})):
-                merged[table]["arch_kwargs"] = {**base.get(table, {}).get("arch_kwargs", {}), **doc.get(table, {}).get("arch_kwargs", {})}
+            merged[table] = {**b, **d}
+        if table == "defaults" and "arch_kwargs" in b and "arch_kwargs" in d:  # per-architecture tables merge too
+            merged[table]["arch_kwargs"] = {**b["arch_kwargs"], **d["arch_kwargs"]}
     merged["groups"] = list(base.get("groups", [])) + list(doc.get("groups", []))
     return merged
