@@ -201,6 +201,15 @@ def test_composite_chains_steps(cls_ctx_factory, cls_data, victim_pred):
     assert _agree(b.module, cls_data, victim_pred) > CHANCE + 0.2
 
 
+def test_modified_independent_is_a_modified_honest_model(cls_ctx_factory, cls_data, victim_pred):
+    steps = [{"transform": "finetune", "params": {"mode": "RTAL", "epochs": 2}}, {"transform": "prune-weight", "params": {"amount": 0.5}}]
+    b = _run("modified-independent", cls_ctx_factory(), base={"transform": "disjoint", "params": {"arch": "mlp", "arch_kwargs": {"hidden": [24]}}}, steps=steps)
+    assert b.label == "negative" and b.family == "modified-independent" and b.arch == "mlp"
+    assert b.extra["base"]["transform"] == "disjoint" and [s["transform"] for s in b.extra["steps"]] == ["finetune", "prune-weight"]
+    assert b.extra["steps"][1]["sparsity"] >= 0.45  # the honest model itself was pruned, not the victim
+    assert any(k.startswith("base_") for k in b.metrics) and any(k.startswith("step1_") for k in b.metrics)
+
+
 def test_negatives(cls_ctx_factory, cls_data, tmp_path):
     from modelprint.zoo.transforms.classification import overlap_indices, pool_indices
 
@@ -267,6 +276,9 @@ def test_extract_independent_shares_a_cached_teacher(cls_ctx_factory):
     ("composite", {"steps": [{"transform": "independent"}]}, "steps"),
     ("composite", {"steps": [{"transform": "quantise"}, {"transform": "finetune"}]}, "quantise only as the last"),
     ("composite", {"steps": [{"transform": "extract", "params": {"bogus": 1}}]}, "bogus"),
+    ("modified-independent", {"base": {"transform": "extract"}, "steps": [{"transform": "finetune"}]}, "base"),
+    ("modified-independent", {"base": {"transform": "independent"}, "steps": [{"transform": "extract"}]}, "steps"),
+    ("modified-independent", {"base": {"transform": "homologous", "params": {"overlap": 2.0}}, "steps": [{"transform": "quantise"}]}, "overlap"),
 ])
 def test_bad_parameters_are_rejected_before_training(name, params, match):
     from modelprint.zoo.transforms import TRANSFORMS

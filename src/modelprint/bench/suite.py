@@ -57,6 +57,7 @@ FAMILY_GROUPS: dict[str, str] = {
     "disjoint": "independent",
     "extract-independent": "independent (derived)",
     "distil-independent": "independent (derived)",
+    "modified-independent": "independent (derived)",
     "homologous": "homologous",
     "irrelevant": "irrelevant",
 }

@@ -22,7 +22,7 @@ POSITIVE_FAMILIES = (
     "victim", "extract-soft", "extract-label", "extract-topk", "extract-jbda", "extract-cloudleak",
     "finetune", "retrain", "prune-weight", "prune-filter", "quantise", "distil", "advtrain", "composite",
 )
-NEGATIVE_FAMILIES = ("independent", "homologous", "disjoint", "irrelevant", "extract-independent", "distil-independent")
+NEGATIVE_FAMILIES = ("independent", "homologous", "disjoint", "irrelevant", "extract-independent", "distil-independent", "modified-independent")
 
 
 @dataclass

@@ -48,6 +48,9 @@ Negatives — independent of the victim:
   ``overlap`` (UAP appendix C.2).
 * ``disjoint`` — trained only on data the victim never saw.
 * ``irrelevant`` — trained on another dataset with the same input shape (MNIST for FashionMNIST).
+* ``modified-independent`` — an honest model (``base``: independent / homologous / disjoint) that its
+  owner then fine-tuned, re-trained, pruned, quantised or adversarially trained (``steps``): negatives
+  with the modification artefacts of a modified stolen copy.
 * ``extract-independent`` / ``distil-independent`` — an *independent* teacher (trained on data the
   victim did not see), extracted / distilled exactly as the positives are: they must not be flagged.
   Teachers are cached in the build's work directory so several members share one.
@@ -617,18 +620,34 @@ def advtrain(
     return Built(model, ctx.victim_arch, dict(ctx.victim_arch_kwargs), "positive", "advtrain", {"train_loss": last}, extra)
 
 
-def _composite_check(params: dict[str, Any]) -> None:
-    steps = params.get("steps")
-    check_param("composite", "steps", isinstance(steps, list) and len(steps) >= 1, "a non-empty list of {transform = ..., params = {...}}", steps)
+def _check_steps(transform: str, steps: Any, allowed: set[str]) -> None:
+    check_param(transform, "steps", isinstance(steps, list) and len(steps) >= 1, "a non-empty list of {transform = ..., params = {...}}", steps)
     for i, st in enumerate(steps):
-        check_param("composite", f"steps[{i}]", isinstance(st, dict) and isinstance(st.get("transform"), str) and set(st) <= {"transform", "params"},
+        check_param(transform, f"steps[{i}]", isinstance(st, dict) and isinstance(st.get("transform"), str) and set(st) <= {"transform", "params"},
                     "a table {transform = \"name\", params = {...}}", st)
         name = st["transform"]
-        check_param("composite", f"steps[{i}].transform", name in TRANSFORMS and name not in NEGATIVE_TRANSFORMS and name != "composite",
-                    f"a positive classification transform: {sorted(set(TRANSFORMS.names()) & POSITIVE_TRANSFORMS)}", name)
+        check_param(transform, f"steps[{i}].transform", name in TRANSFORMS and name in allowed, f"one of {sorted(set(TRANSFORMS.names()) & allowed)}", name)
         if name == "quantise":
-            check_param("composite", f"steps[{i}]", i == len(steps) - 1, "quantise only as the last step (an int8 model is not trained further)", name)
+            check_param(transform, f"steps[{i}]", i == len(steps) - 1, "quantise only as the last step (an int8 model is not trained further)", name)
         TRANSFORMS.get(name).validate(dict(st.get("params") or {}))  # type: ignore[attr-defined]
+
+
+def _apply_steps(ctx: BuildContext, built: Built | None, seed: int, steps: list, first: int = 0) -> tuple[Built, list[dict], dict[str, float]]:
+    """Apply each step to the previous one's model (``built``; the first step sees ``ctx.victim`` when it is None)."""
+    cur = ctx if built is None else BuildContext(built.module, built.arch, built.arch_kwargs, ctx.task, ctx.dataset, ctx.victim_idx, ctx.device, ctx.workdir, ctx.train_defaults)
+    history: list[dict] = []
+    metrics: dict[str, float] = {}
+    for i, st in enumerate(steps, start=first):
+        built = TRANSFORMS.get(st["transform"])(cur, seed + 1000 * i, **dict(st.get("params") or {}))
+        history.append({"transform": st["transform"], "family": built.family, **{k: v for k, v in built.extra.items() if k != "companions"}})
+        metrics.update({f"step{i}_{k}": v for k, v in built.metrics.items()})
+        cur = BuildContext(built.module, built.arch, built.arch_kwargs, ctx.task, ctx.dataset, ctx.victim_idx, ctx.device, ctx.workdir, ctx.train_defaults)
+    assert built is not None
+    return built, history, metrics
+
+
+def _composite_check(params: dict[str, Any]) -> None:
+    _check_steps("composite", params.get("steps"), POSITIVE_TRANSFORMS)
     fam = params.get("family", "composite")
     check_param("composite", "family", fam in POSITIVE_FAMILIES and fam != "victim", f"one of {[f for f in POSITIVE_FAMILIES if f != 'victim']}", fam)
 
@@ -637,19 +656,38 @@ def _composite_check(params: dict[str, Any]) -> None:
 def composite(ctx: BuildContext, seed: int, steps: list, family: str = "composite") -> Built:
     """Apply each step to the previous step's output (the first step sees the victim)."""
     _need_cls(ctx, "composite")
-    cur, history, metrics = ctx, [], {}
-    built: Built | None = None
-    for i, st in enumerate(steps):
-        fn = TRANSFORMS.get(st["transform"])
-        built = fn(cur, seed + 1000 * i, **dict(st.get("params") or {}))
-        history.append({"transform": st["transform"], "family": built.family, **{k: v for k, v in built.extra.items() if k != "companions"}})
-        metrics.update({f"step{i}_{k}": v for k, v in built.metrics.items()})
-        cur = BuildContext(built.module, built.arch, built.arch_kwargs, ctx.task, ctx.dataset, ctx.victim_idx, ctx.device, ctx.workdir, ctx.train_defaults)
-    assert built is not None
+    built, history, metrics = _apply_steps(ctx, None, seed, steps)
     extra: dict[str, Any] = {"steps": history}
     if "companions" in built.extra:
         extra["companions"] = built.extra["companions"]
     return Built(built.module, built.arch, built.arch_kwargs, "positive", family, metrics, extra)
+
+
+#: what an honest owner does to their own model before deploying it
+MODIFICATION_TRANSFORMS = {"finetune", "prune-weight", "prune-filter", "quantise", "advtrain"}
+HONEST_BASES = ("independent", "homologous", "disjoint")
+
+
+def _modified_check(params: dict[str, Any]) -> None:
+    base = params.get("base")
+    check_param("modified-independent", "base", isinstance(base, dict) and base.get("transform") in HONEST_BASES and set(base) <= {"transform", "params"},
+                f"a table {{transform = one of {list(HONEST_BASES)}, params = {{...}}}}", base)
+    TRANSFORMS.get(base["transform"]).validate(dict(base.get("params") or {}))  # type: ignore[attr-defined]
+    _check_steps("modified-independent", params.get("steps"), MODIFICATION_TRANSFORMS)
+
+
+@register_transform("modified-independent", check=_modified_check)
+def modified_independent(ctx: BuildContext, seed: int, base: dict, steps: list) -> Built:
+    """An honest model (``base``: independent / homologous / disjoint) that its owner then fine-tuned,
+    re-trained, pruned, quantised or adversarially trained (``steps``, applied in order): a negative that
+    carries the same modification artefacts as a modified stolen copy, so that a verifier cannot take
+    "was modified" for "was copied"."""
+    _need_cls(ctx, "modified-independent")
+    honest = TRANSFORMS.get(base["transform"])(ctx, seed, **dict(base.get("params") or {}))
+    built, history, metrics = _apply_steps(ctx, honest, seed, steps, first=1)
+    base_rec = {"transform": base["transform"], "family": honest.family, **honest.extra}
+    metrics.update({f"base_{k}": v for k, v in honest.metrics.items()})
+    return Built(built.module, built.arch, built.arch_kwargs, "negative", "modified-independent", metrics, {"base": base_rec, "steps": history})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -824,4 +862,4 @@ def distil_independent(
 
 
 POSITIVE_TRANSFORMS = {"extract", "extract-jbda", "extract-cloudleak", "finetune", "prune-weight", "prune-filter", "quantise", "distil", "advtrain"}
-NEGATIVE_TRANSFORMS = {"independent", "homologous", "disjoint", "irrelevant", "extract-independent", "distil-independent"}
+NEGATIVE_TRANSFORMS = {"independent", "homologous", "disjoint", "irrelevant", "extract-independent", "distil-independent", "modified-independent"}
