@@ -10,8 +10,12 @@ then QuRD's per-family figure (TPR at 5 % FPR of each positive group against all
 fold), one column per (arm, method), cells AUC; then the LOFO / LOAO means and worst folds. An arm is a
 results file (named by its directory) or ``NAME=file+file`` (files merged under NAME).
 
+``--only-members ZOO`` (with ``--per-fold``) recomputes each fold's AUC from the recorded per-member scores
+of the members that ``ZOO``'s manifest also holds: a method trained on a larger zoo, judged on the test
+members a smaller zoo would have had (folds whose restricted test set lacks a label are left out).
+
 Every number is read from the results files; nothing is computed that the bench did not record, except
-medians/minima across seeds and folds.
+medians/minima across seeds and folds and the restricted AUCs of ``--only-members``.
 """
 from __future__ import annotations
 
@@ -52,9 +56,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+")
     ap.add_argument("--per-fold", default=None, help="comma-separated methods: a fold-by-fold AUC table across the results files")
+    ap.add_argument("--only-members", default=None, help="zoo directory: with --per-fold, AUC over the test members this zoo also holds")
     a = ap.parse_args()
     if a.per_fold:
-        per_fold(a.results, a.per_fold.split(","))
+        keep = None
+        if a.only_members:
+            keep = {json.loads(line)["name"] for line in (Path(a.only_members) / "manifest.jsonl").read_text().splitlines() if line.strip()}
+        per_fold(a.results, a.per_fold.split(","), keep)
         return
     runs: list[dict[str, Any]] = []
     for p in a.results:
@@ -96,7 +104,17 @@ def main() -> None:
     print("\nCells: TPR at 5 % FPR of that group's held-out members against all held-out negatives (random split, median over seeds).")
 
 
-def per_fold(arms: list[str], methods: list[str]) -> None:
+def _restricted_auc(scores: list[dict[str, Any]], keep: set[str]) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    sc = [s for s in scores if s["name"] in keep and s.get("score") is not None]
+    labels = [s["label"] == "positive" for s in sc]
+    if len(set(labels)) < 2:
+        return None
+    return float(roc_auc_score(labels, [s["score"] for s in sc]))
+
+
+def per_fold(arms: list[str], methods: list[str], keep: set[str] | None = None) -> None:
     cols: list[tuple[str, str]] = []
     auc: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     kind_of: dict[str, str] = {}
@@ -112,7 +130,10 @@ def per_fold(arms: list[str], methods: list[str]) -> None:
             if col not in cols:
                 cols.append(col)
             split = f"random seed {r['seed']}" if r["split_kind"] == "random" else r["split"]
-            auc[col][split] = r["metrics"]["auc"]
+            value = r["metrics"]["auc"] if keep is None else _restricted_auc(r["scores"], keep)
+            if value is None:
+                continue
+            auc[col][split] = value
             kind_of[split] = r["split_kind"]
     kind_order = {"random": 0, "family": 1, "arch": 2}
     splits = sorted(kind_of, key=lambda s: (kind_order[kind_of[s]], s))
