@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/.cache/uap-responses")
     ap.add_argument("--param", action="append", default=[], help="uap parameter name=value")
     ap.add_argument("--rows", action="store_true", help="print every member's statistics")
+    ap.add_argument("--json", type=Path, default=None, help="also write every member's statistics to this JSON file")
     a = ap.parse_args()
     torch.set_num_threads(1)
     params = {k: (json.loads(v) if v[:1].isdigit() else v) for k, _, v in (p.partition("=") for p in a.param)}
@@ -83,10 +84,12 @@ def main() -> None:
         neg = [r[4][i] for r in rows if r[3] == "negative" and r[1] != "irrelevant"]
         print(f"| {nm} | {auc([r[4][i] for r in rows], lab):.3f} | {sum(pos) / len(pos):.3f} | {sum(neg) / len(neg):.3f} |")
     if a.rows:
-        print("\n| label | family | arch | " + " | ".join(names) + " |")
-        print("|---|---|---|" + "---|" * len(names))
-        for r in sorted(rows, key=lambda r: (r[3], r[1], r[2])):
-            print(f"| {r[3]} | {r[1]} | {r[2]} | " + " | ".join(f"{v:.3f}" for v in r[4]) + " |")
+        print("\n| member | label | family | arch | " + " | ".join(names) + " |")
+        print("|---|---|---|---|" + "---|" * len(names))
+        for r in sorted(rows, key=lambda r: (r[3], r[1], r[2], r[0])):
+            print(f"| {r[0]} | {r[3]} | {r[1]} | {r[2]} | " + " | ".join(f"{v:.3f}" for v in r[4]) + " |")
+    if a.json:
+        a.json.write_text(json.dumps({r[0]: {"label": r[3], "family": r[1], "arch": r[2], **dict(zip(names, r[4]))} for r in rows}, indent=1))
 
 
 if __name__ == "__main__":
