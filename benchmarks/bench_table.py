@@ -61,7 +61,9 @@ def main() -> None:
     if a.per_fold:
         keep = None
         if a.only_members:
-            keep = {json.loads(line)["name"] for line in (Path(a.only_members) / "manifest.jsonl").read_text().splitlines() if line.strip()}
+            from modelprint.zoo import Zoo
+
+            keep = {m.name for m in Zoo.open(a.only_members).members}
         per_fold(a.results, a.per_fold.split(","), keep)
         return
     runs: list[dict[str, Any]] = []
@@ -105,13 +107,12 @@ def main() -> None:
 
 
 def _restricted_auc(scores: list[dict[str, Any]], keep: set[str]) -> float | None:
-    from sklearn.metrics import roc_auc_score
+    """AUC (the bench's own metric) over the members in ``keep``; None when a label is missing there."""
+    from modelprint.bench.metrics import auc
 
     sc = [s for s in scores if s["name"] in keep and s.get("score") is not None]
-    labels = [s["label"] == "positive" for s in sc]
-    if len(set(labels)) < 2:
-        return None
-    return float(roc_auc_score(labels, [s["score"] for s in sc]))
+    value = auc([s["score"] for s in sc], [int(s["label"] == "positive") for s in sc])
+    return None if value != value else value
 
 
 def per_fold(arms: list[str], methods: list[str], keep: set[str] | None = None) -> None:

@@ -58,6 +58,7 @@ Negatives — independent of the victim:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -634,14 +635,13 @@ def _check_steps(transform: str, steps: Any, allowed: set[str]) -> None:
 
 def _apply_steps(ctx: BuildContext, built: Built | None, seed: int, steps: list, first: int = 0) -> tuple[Built, list[dict], dict[str, float]]:
     """Apply each step to the previous one's model (``built``; the first step sees ``ctx.victim`` when it is None)."""
-    cur = ctx if built is None else BuildContext(built.module, built.arch, built.arch_kwargs, ctx.task, ctx.dataset, ctx.victim_idx, ctx.device, ctx.workdir, ctx.train_defaults)
     history: list[dict] = []
     metrics: dict[str, float] = {}
     for i, st in enumerate(steps, start=first):
+        cur = ctx if built is None else dataclasses.replace(ctx, victim=built.module, victim_arch=built.arch, victim_arch_kwargs=built.arch_kwargs)
         built = TRANSFORMS.get(st["transform"])(cur, seed + 1000 * i, **dict(st.get("params") or {}))
         history.append({"transform": st["transform"], "family": built.family, **{k: v for k, v in built.extra.items() if k != "companions"}})
         metrics.update({f"step{i}_{k}": v for k, v in built.metrics.items()})
-        cur = BuildContext(built.module, built.arch, built.arch_kwargs, ctx.task, ctx.dataset, ctx.victim_idx, ctx.device, ctx.workdir, ctx.train_defaults)
     assert built is not None
     return built, history, metrics
 
