@@ -1,0 +1,77 @@
+"""Do two fingerprints together generalise better than either? ``uap`` + AKH (or any two methods of one
+bench), combined per suspect, measured offline fold by fold from a finished bench.
+
+Each method's score is standardised against its own *training* negatives as stored in the fold's saved
+fingerprint — ``uap``: the cross-fitted member similarities (``meta.calibration.member_scores``, each
+member scored by an encoder that did not see it; guarded members left out); the baselines: the zoo
+calibration scores (``meta.calibration.negatives``) — so the combination uses nothing of the test
+members but their own scores and could be computed at verification time. Combined score: the mean
+(``z-mean``) or the minimum (``z-min``: both methods must agree) of the two z-scores. Printed: AUC per
+split kind, mean [worst fold], for each method alone and the two combinations.
+
+    python benchmarks/combine_scores.py --zoo runs/fmnist-broad/zoo \
+        runs/bench-fmnist-broad-s4/results.json runs/bench-fmnist-broad-s4-seeds/results.json [--methods uap,akh]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+
+def _train_negatives(method: str, fingerprint_dir: Path, labels: dict[str, str]) -> np.ndarray:
+    cal = json.loads((fingerprint_dir / "fingerprint.json").read_text())["meta"].get("calibration") or {}
+    if "member_scores" in cal:  # uap: cross-fitted similarities (guarded members score below -1)
+        neg = [s for n, s in cal["member_scores"].items() if labels.get(n) == "negative" and s >= -1.0]
+    else:
+        neg = cal.get("negatives", [])
+    if len(neg) < 2:
+        raise SystemExit(f"{fingerprint_dir}: {method} stores fewer than two training-negative scores; was it fitted with a zoo?")
+    return np.asarray(neg, float)
+
+
+def main() -> None:
+    from modelprint.bench.metrics import auc
+    from modelprint.zoo import Zoo
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+", type=Path, help="bench results.json files (their folds are pooled)")
+    ap.add_argument("--zoo", type=Path, required=True, help="the zoo the bench ran on (member labels)")
+    ap.add_argument("--methods", default="uap,akh", help="two methods of the bench, comma-separated")
+    a = ap.parse_args()
+    m1, m2 = a.methods.split(",")
+    labels = {m.name: m.label for m in Zoo.open(a.zoo).members}
+    arms = (m1, m2, "z-mean", "z-min")
+    by_kind: dict[str, list[dict[str, float]]] = {}
+    for path in a.results:
+        runs: dict[tuple[str, int], dict[str, dict]] = {}
+        for r in json.loads(path.read_text())["runs"]:
+            if not r.get("error"):
+                runs.setdefault((r["split"], r["seed"]), {})[r["method"]] = r
+        for (split, _seed), by_method in sorted(runs.items()):
+            if m1 not in by_method or m2 not in by_method:
+                continue
+            scores, z = {}, {}
+            for m in (m1, m2):
+                neg = _train_negatives(m, Path(by_method[m]["fingerprint"]), labels)
+                scores[m] = {s["name"]: s["score"] for s in by_method[m]["scores"]}
+                z[m] = {n: (s - neg.mean()) / (neg.std() or 1.0) for n, s in scores[m].items()}
+            names = sorted(set(scores[m1]) & set(scores[m2]))
+            y = [int(labels[n] == "positive") for n in names]
+            if len(set(y)) < 2:
+                continue
+            out = {m: auc([scores[m][n] for n in names], y) for m in (m1, m2)}
+            out["z-mean"] = auc([(z[m1][n] + z[m2][n]) / 2 for n in names], y)
+            out["z-min"] = auc([min(z[m1][n], z[m2][n]) for n in names], y)
+            by_kind.setdefault(split.split(":")[0], []).append(out)
+    print(f"| split kind (folds) | {' | '.join(arms)} |\n|---|" + "---|" * len(arms))
+    for kind, outs in by_kind.items():
+        cells = [f"{statistics.mean(o[k] for o in outs):.3f} [{min(o[k] for o in outs):.3f}]" for k in arms]
+        print(f"| {kind} ({len(outs)}): mean [worst] | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
