@@ -52,6 +52,16 @@ def _folds(xs: list[float]) -> str:
     return f"{_f(statistics.median(xs))} [{_f(min(xs))}] ({len(xs)})"
 
 
+def mean_worst_table(by_kind: dict[str, list[dict[str, float]]], arms: list[str] | tuple[str, ...]) -> str:
+    """Markdown table: one row per split kind, one column per arm, cells "mean [worst fold]" of the
+    per-fold AUCs in ``by_kind[kind]`` (a list of {arm: AUC} dicts, one per fold)."""
+    lines = [f"| split kind (folds) | {' | '.join(arms)} |", "|---|" + "---|" * len(arms)]
+    for kind, outs in by_kind.items():
+        cells = [f"{statistics.mean(o[k] for o in outs):.3f} [{min(o[k] for o in outs):.3f}]" for k in arms]
+        lines.append(f"| {kind} ({len(outs)}): mean [worst] | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+")

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _train_negatives(method: str, fingerprint_dir: Path, labels: dict[str, str]) -> np.ndarray:
@@ -34,6 +36,8 @@ def _train_negatives(method: str, fingerprint_dir: Path, labels: dict[str, str])
 
 
 def main() -> None:
+    from bench_table import mean_worst_table
+
     from modelprint.bench.metrics import auc
     from modelprint.zoo import Zoo
 
@@ -67,10 +71,7 @@ def main() -> None:
             out["z-mean"] = auc([(z[m1][n] + z[m2][n]) / 2 for n in names], y)
             out["z-min"] = auc([min(z[m1][n], z[m2][n]) for n in names], y)
             by_kind.setdefault(split.split(":")[0], []).append(out)
-    print(f"| split kind (folds) | {' | '.join(arms)} |\n|---|" + "---|" * len(arms))
-    for kind, outs in by_kind.items():
-        cells = [f"{statistics.mean(o[k] for o in outs):.3f} [{min(o[k] for o in outs):.3f}]" for k in arms]
-        print(f"| {kind} ({len(outs)}): mean [worst] | " + " | ".join(cells) + " |")
+    print(mean_worst_table(by_kind, arms))
 
 
 if __name__ == "__main__":

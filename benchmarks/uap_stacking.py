@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ALL_FEATURES = ("agree_clean", "agree_uap", "flip_agree", "cos_outputs", "cos_uap_shift")
 
@@ -30,6 +32,8 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from bench_table import mean_worst_table
 
     from modelprint.bench.metrics import auc
 
@@ -72,10 +76,7 @@ def main() -> None:
         out["statistics only"] = auc(list(lr.decision_function(x_te[:, 1:])), y_te)
         by_kind.setdefault(run["split"].split(":")[0], []).append(out)
         print(f"| {run['split']} | " + " | ".join(f"{out[k]:.3f}" for k in arms) + " |")
-    print(f"\n| split kind (folds) | {' | '.join(arms)} |\n|---|" + "---|" * len(arms))
-    for kind, outs in by_kind.items():
-        cells = [f"{statistics.mean(o[k] for o in outs):.3f} [{min(o[k] for o in outs):.3f}]" for k in arms]
-        print(f"| {kind} ({len(outs)}): mean [worst] | " + " | ".join(cells) + " |")
+    print("\n" + mean_worst_table(by_kind, arms))
 
 
 if __name__ == "__main__":
