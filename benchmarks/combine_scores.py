@@ -42,7 +42,7 @@ def main() -> None:
     from modelprint.zoo import Zoo
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+", type=Path, help="bench results.json files (their folds are pooled)")
+    ap.add_argument("results", nargs="+", type=Path, help="bench results.json files of one zoo (folds pooled; a later file's run of a method replaces an earlier one's)")
     ap.add_argument("--zoo", type=Path, required=True, help="the zoo the bench ran on (member labels)")
     ap.add_argument("--methods", default="uap,akh", help="two methods of the bench, comma-separated")
     a = ap.parse_args()
@@ -50,27 +50,32 @@ def main() -> None:
     labels = {m.name: m.label for m in Zoo.open(a.zoo).members}
     arms = (m1, m2, "z-mean", "z-min")
     by_kind: dict[str, list[dict[str, float]]] = {}
+    # (split, seed) -> method -> run; a later file replaces an earlier one's run of the same method, so
+    # a variant's bench can be combined with the other method of the main bench (same zoo, same splits)
+    runs: dict[tuple[str, int], dict[str, dict]] = {}
     for path in a.results:
-        runs: dict[tuple[str, int], dict[str, dict]] = {}
         for r in json.loads(path.read_text())["runs"]:
             if not r.get("error"):
                 runs.setdefault((r["split"], r["seed"]), {})[r["method"]] = r
-        for (split, _seed), by_method in sorted(runs.items()):
-            if m1 not in by_method or m2 not in by_method:
-                continue
-            scores, z = {}, {}
-            for m in (m1, m2):
-                neg = _train_negatives(m, Path(by_method[m]["fingerprint"]), labels)
-                scores[m] = {s["name"]: s["score"] for s in by_method[m]["scores"]}
-                z[m] = {n: (s - neg.mean()) / (neg.std() or 1.0) for n, s in scores[m].items()}
-            names = sorted(set(scores[m1]) & set(scores[m2]))
-            y = [int(labels[n] == "positive") for n in names]
-            if len(set(y)) < 2:
-                continue
-            out = {m: auc([scores[m][n] for n in names], y) for m in (m1, m2)}
-            out["z-mean"] = auc([(z[m1][n] + z[m2][n]) / 2 for n in names], y)
-            out["z-min"] = auc([min(z[m1][n], z[m2][n]) for n in names], y)
-            by_kind.setdefault(split.split(":")[0], []).append(out)
+    for (split, seed), by_method in sorted(runs.items()):
+        if m1 not in by_method or m2 not in by_method:
+            continue
+        tests = [sorted(s["name"] for s in by_method[m]["scores"]) for m in (m1, m2)]
+        if tests[0] != tests[1]:
+            raise SystemExit(f"split {split} seed {seed}: {m1} and {m2} were scored on different test members; combine runs of the same zoo and splits")
+        scores, z = {}, {}
+        for m in (m1, m2):
+            neg = _train_negatives(m, Path(by_method[m]["fingerprint"]), labels)
+            scores[m] = {s["name"]: s["score"] for s in by_method[m]["scores"]}
+            z[m] = {n: (s - neg.mean()) / (neg.std() or 1.0) for n, s in scores[m].items()}
+        names = sorted(set(scores[m1]) & set(scores[m2]))
+        y = [int(labels[n] == "positive") for n in names]
+        if len(set(y)) < 2:
+            continue
+        out = {m: auc([scores[m][n] for n in names], y) for m in (m1, m2)}
+        out["z-mean"] = auc([(z[m1][n] + z[m2][n]) / 2 for n in names], y)
+        out["z-min"] = auc([min(z[m1][n], z[m2][n]) for n in names], y)
+        by_kind.setdefault(split.split(":")[0], []).append(out)
     print(mean_worst_table(by_kind, arms))
 
 
