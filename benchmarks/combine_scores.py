@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def _train_negatives(method: str, fingerprint_dir: Path, labels: dict[str, str]) -> np.ndarray:
     cal = json.loads((fingerprint_dir / "fingerprint.json").read_text())["meta"].get("calibration") or {}
-    if "member_scores" in cal:  # uap: cross-fitted similarities (guarded members score below -1)
-        neg = [s for n, s in cal["member_scores"].items() if labels.get(n) == "negative" and s >= -1.0]
+    if "member_scores" in cal:  # uap: cross-fitted similarities; guarded members (agreement - 1 < -0.5) left out, as from the null
+        neg = [s for n, s in cal["member_scores"].items() if labels.get(n) == "negative" and s >= -0.5]
     else:
         neg = cal.get("negatives", [])
     if len(neg) < 2:
