@@ -24,7 +24,7 @@ import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -52,6 +52,14 @@ def _folds(xs: list[float]) -> str:
     return f"{_f(statistics.median(xs))} [{_f(min(xs))}] ({len(xs)})"
 
 
+def bench_runs(path: Path) -> Iterator[dict[str, Any]]:
+    """The runs of a bench ``results.json`` that the tables read: those that finished, untagged (a tag
+    marks a parameter variant run beside the method's main runs)."""
+    for r in json.loads(Path(path).read_text())["runs"]:
+        if not r.get("error") and not r.get("tag"):
+            yield r
+
+
 def mean_worst_table(by_kind: dict[str, list[dict[str, float]]], arms: list[str] | tuple[str, ...]) -> str:
     """Markdown table: one row per split kind, one column per arm, cells "mean [worst fold]" of the
     per-fold AUCs in ``by_kind[kind]`` (a list of {arm: AUC} dicts, one per fold)."""
@@ -76,12 +84,7 @@ def main() -> None:
             keep = {m.name for m in Zoo.open(a.only_members).members}
         per_fold(a.results, a.per_fold.split(","), keep)
         return
-    runs: list[dict[str, Any]] = []
-    for p in a.results:
-        doc = json.loads(Path(p).read_text())
-        for r in doc["runs"]:
-            if not r.get("error") and not r.get("tag"):
-                runs.append({**r, "_file": str(p)})
+    runs = [r for p in a.results for r in bench_runs(p)]
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         by[(r["method"], r["mode"])].append(r)
@@ -134,8 +137,8 @@ def per_fold(arms: list[str], methods: list[str], keep: set[str] | None = None) 
         name, _, paths = arm.rpartition("=")
         files += [(name or Path(f).parent.name, Path(f)) for f in paths.split("+")]
     for name, p in files:
-        for r in json.loads(p.read_text())["runs"]:
-            if r.get("error") or r.get("tag") or r["method"] not in methods:
+        for r in bench_runs(p):
+            if r["method"] not in methods:
                 continue
             col = (name, r["method"])
             if col not in cols:

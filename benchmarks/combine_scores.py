@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,9 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _train_negatives(method: str, fingerprint_dir: Path, labels: dict[str, str]) -> np.ndarray:
-    cal = json.loads((fingerprint_dir / "fingerprint.json").read_text())["meta"].get("calibration") or {}
-    if "member_scores" in cal:  # uap: cross-fitted similarities; guarded members (agreement - 1 < -0.5) left out, as from the null
-        neg = [s for n, s in cal["member_scores"].items() if labels.get(n) == "negative" and s >= -0.5]
+    meta = json.loads((fingerprint_dir / "fingerprint.json").read_text())["meta"]
+    cal = meta.get("calibration") or {}
+    if "member_scores" in cal:  # uap: cross-fitted similarities, guarded members left out as from its null
+        # a guarded member scores min(similarity, agreement - 1) with agreement < floor, i.e. below floor - 1
+        floor = meta.get("agreement_floor")
+        cut = -math.inf if floor is None else floor - 1.0
+        neg = [s for n, s in cal["member_scores"].items() if labels.get(n) == "negative" and s >= cut]
     else:
         neg = cal.get("negatives", [])
     if len(neg) < 2:
@@ -36,7 +41,7 @@ def _train_negatives(method: str, fingerprint_dir: Path, labels: dict[str, str])
 
 
 def main() -> None:
-    from bench_table import mean_worst_table
+    from bench_table import bench_runs, mean_worst_table
 
     from modelprint.bench.metrics import auc
     from modelprint.zoo import Zoo
@@ -54,21 +59,19 @@ def main() -> None:
     # a variant's bench can be combined with the other method of the main bench (same zoo, same splits)
     runs: dict[tuple[str, int], dict[str, dict]] = {}
     for path in a.results:
-        for r in json.loads(path.read_text())["runs"]:
-            if not r.get("error"):
-                runs.setdefault((r["split"], r["seed"]), {})[r["method"]] = r
+        for r in bench_runs(path):
+            runs.setdefault((r["split"], r["seed"]), {})[r["method"]] = r
     for (split, seed), by_method in sorted(runs.items()):
         if m1 not in by_method or m2 not in by_method:
             continue
-        tests = [sorted(s["name"] for s in by_method[m]["scores"]) for m in (m1, m2)]
-        if tests[0] != tests[1]:
-            raise SystemExit(f"split {split} seed {seed}: {m1} and {m2} were scored on different test members; combine runs of the same zoo and splits")
         scores, z = {}, {}
         for m in (m1, m2):
             neg = _train_negatives(m, Path(by_method[m]["fingerprint"]), labels)
             scores[m] = {s["name"]: s["score"] for s in by_method[m]["scores"]}
             z[m] = {n: (s - neg.mean()) / (neg.std() or 1.0) for n, s in scores[m].items()}
-        names = sorted(set(scores[m1]) & set(scores[m2]))
+        names = sorted(scores[m1])
+        if names != sorted(scores[m2]):
+            raise SystemExit(f"split {split} seed {seed}: {m1} and {m2} were scored on different test members; combine runs of the same zoo and splits")
         y = [int(labels[n] == "positive") for n in names]
         if len(set(y)) < 2:
             continue

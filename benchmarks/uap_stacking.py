@@ -33,7 +33,7 @@ def main() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from bench_table import mean_worst_table
+    from bench_table import bench_runs, mean_worst_table
 
     from modelprint.bench.metrics import auc
 
@@ -47,7 +47,6 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--features: unknown {unknown}; choose from {', '.join(ALL_FEATURES)}")
     stats = json.loads(a.signal.read_text())
-    res = json.loads((a.bench / "results.json").read_text())
 
     def row(name: str, score: float) -> list[float]:
         if name not in stats:
@@ -57,8 +56,8 @@ def main() -> None:
     arms = ("encoder", "stacked C=0.1", "stacked C=1", "statistics only")
     by_kind: dict[str, list[dict[str, float]]] = {}
     print(f"| split | {' | '.join(arms)} |\n|---|" + "---|" * len(arms))
-    for run in res["runs"]:
-        if run["method"] != "uap" or run.get("error") or run["seed"] != 0:
+    for run in bench_runs(a.bench / "results.json"):
+        if run["method"] != "uap" or run["seed"] != 0:
             continue
         fp = json.loads((Path(run["fingerprint"]) / "fingerprint.json").read_text())
         train = fp["meta"]["calibration"]["member_scores"]
