@@ -106,6 +106,7 @@ def _row(args: argparse.Namespace, key: str, kind: str, split: str, seed: int, p
         "queries_per_suspect": res.queries_per_suspect,
         "scores": [[s.name, s.label, s.family, s.arch, s.score] for s in res.scores],
         "meta": {k: v for k, v in (extra or {}).items()},
+        "folds_from": getattr(args, "folds_from", None),
         "date": time.strftime("%Y-%m-%d"),
         "threads": args.threads,
     }
@@ -114,22 +115,26 @@ def _row(args: argparse.Namespace, key: str, kind: str, split: str, seed: int, p
 def cmd_splits(args: argparse.Namespace) -> None:
     """Random held-out split + leave-one-family-out + leave-one-arch-out, one JSONL row per fold."""
     from modelprint.bench.runner import run_method
-    from modelprint.zoo import leave_one_out, split_random
+    from modelprint.zoo import Zoo, add_training, leave_one_out, partition_for_folds, split_random
 
     zoo, victim, ds = _setup(args)
     params = _parse_params(args.param)
     out = Path(args.results)
     done = _done(out)
+    # --folds-from: test sets of a run on that (smaller) zoo; this zoo's other members only train
+    fold_zoo, extra = partition_for_folds(zoo, Zoo.open(args.folds_from).names(), args.folds_from) if args.folds_from else (zoo, [])
     for seed in args.seeds:
         folds = []
         if "random" in args.splits:
-            tr, te = split_random(zoo, args.test_fraction, seed)
+            tr, te = split_random(fold_zoo, args.test_fraction, seed)
             folds.append(("random", tr, te))
         for by in ("family", "arch"):
             if by in args.splits:
-                folds += [(f"{by}:{g}", tr, te) for g, tr, te in leave_one_out(zoo, by, args.test_fraction, seed)]
+                folds += [(f"{by}:{g}", tr, te) for g, tr, te in leave_one_out(fold_zoo, by, args.test_fraction, seed)]
         for split, tr, te in folds:
-            key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}"
+            kind, _, group = split.partition(":")
+            tr = add_training(tr, extra, kind, group or None)
+            key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}" + (f"|folds-from={args.folds_from}" if args.folds_from else "")
             if key in done or (args.only and split not in args.only.split(",")):
                 continue
             c0 = time.process_time()
@@ -218,7 +223,8 @@ def cmd_table(args: argparse.Namespace) -> None:
     rows = [r for r in _load(Path(args.results)) if r["kind"] == "splits"]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[(r["zoo"], r["tag"], r["mode"])].append(r)
+        zoo = _zoo_name(r["zoo"]) + (f" (folds of {_zoo_name(r['folds_from'])})" if r.get("folds_from") else "")
+        groups[(zoo, r["tag"], r["mode"])].append(r)
     print("| zoo | setting | mode | random ARUC | random AUC | random R@U=100% | family ARUC mean (worst) | family AUC mean | arch ARUC mean (worst) | arch AUC mean | fit+score CPU s (median) | verify s/suspect |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (zoo, tag, mode), rs in sorted(groups.items()):
@@ -323,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--only", default="", help="comma-separated fold names to run (e.g. family:homologous,arch:arc-c); default all")
         p.add_argument("--values", type=int, nargs="*", default=None)
         p.add_argument("--test-fraction", type=float, default=0.5)
+        p.add_argument("--folds-from", default=None, help="splits: a zoo --zoo extends; folds come from its members, the others only train")
         p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="auto")

@@ -209,3 +209,42 @@ def test_cache_key_includes_the_method_code():
     assert code_digest("akh") == code_digest("akh")  # stable within a version
     assert code_digest("akh") != code_digest("uap")  # different sources, different keys
     assert len(code_digest("sac")) == 16
+
+
+def test_split_planning_with_folds_from_a_smaller_zoo(tiny_zoo):
+    """--folds-from: the test sets are exactly those of a bench on the smaller zoo; the extra members
+    train every fold that does not hold out their family or architecture."""
+    small = {m.name for m in tiny_zoo.members if not m.name.endswith("-3")}
+    extra = {"ft-3", "ex-3", "ind-3"}
+    specs = ["random", "lofo", "loao"]
+    small_zoo = tiny_zoo.subset([m for m in tiny_zoo.members if m.name in small])
+    grown = plan_splits(tiny_zoo, specs, [0, 1], folds_from=small_zoo)
+    plain = plan_splits(small_zoo, specs, [0, 1])
+    assert [(p.name, p.seed) for p in grown] == [(p.name, p.seed) for p in plain]
+    for g, p in zip(grown, plain):
+        assert g.test.names() == p.test.names()
+        added = g.train.names() - p.train.names()
+        assert added <= extra and p.train.names() <= g.train.names()
+        group = g.name.partition(":")[2]
+        expect = {n for n in extra if not (g.kind == "family" and tiny_zoo[n].family == group) and not (g.kind == "arch" and tiny_zoo[n].arch == group)}
+        assert added == expect, g.name
+    with pytest.raises(ModelprintError, match="not in this zoo"):
+        plan_splits(small_zoo, ["random"], [0], folds_from=tiny_zoo)  # the larger zoo as the fold source
+
+
+def test_bench_with_folds_from_trains_on_the_larger_zoo(tmp_path, victim_dir, tiny_zoo, agree_method):
+    from modelprint.bench.report import command_line
+    from modelprint.zoo import Zoo
+
+    small_dir = tmp_path / "small"
+    for m in tiny_zoo.members:
+        if not m.name.endswith("-3"):
+            Zoo.append(small_dir, m)
+    cfg = _cfg(tmp_path, victim_dir, tiny_zoo, splits=["random", "family:finetune"], plots=False, folds_from=str(small_dir))
+    res = run_bench(cfg)
+    plain = {(ps.name, ps.seed): ps for ps in plan_splits(Zoo.open(small_dir), ["random", "family:finetune"], [0])}
+    for r in (r for r in res["runs"] if not r.get("tag")):
+        ps = plain[(r["split"], r["seed"])]
+        assert {m["name"] for m in r["scores"]} == ps.test.names()  # the smaller zoo's test members
+        assert r["n_train"] == len(ps.train) + (3 if r["split"] == "random" else 2)  # + ft-3, ex-3, ind-3 (not ft-3 when finetune is held out)
+    assert f"--folds-from {small_dir}" in command_line(res["config"])

@@ -96,6 +96,8 @@ def command_line(cfg: dict[str, Any]) -> str:
         a += ["--budgets", ",".join(map(str, cfg["budgets"]))]
     for z in cfg.get("suspect_zoos", []):
         a += ["--suspects-zoo", z]
+    if cfg.get("folds_from"):
+        a += ["--folds-from", cfg["folds_from"]]
     return " ".join(shlex.quote(x) for x in a)
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ModelprintError
-from ..zoo import Zoo, ZooMember, leave_one_out, split_random
+from ..zoo import Zoo, ZooMember, add_training, leave_one_out, partition_for_folds, split_random
 from .metrics import auc, compute_metrics, r_at_full_uniqueness, tpr_at_fpr, welch_one_sided
 from .runner import MemberScore, RunResult, score_members
 
@@ -100,6 +100,7 @@ class BenchConfig:
     ablations: list[str] = field(default_factory=list)
     budgets: list[int] = field(default_factory=list)
     suspect_zoos: list[str] = field(default_factory=list)  # extra suspects (zoos of the same victim), never trained on
+    folds_from: str | None = None  # a zoo this one extends: folds use its members only, the rest only train
     plots: bool = True
     title: str = "modelprint benchmark"
 
@@ -173,7 +174,15 @@ def holdout_split(zoo: Zoo, kind: str, group: str, test_fraction: float = 0.5, s
     return zoo.subset(train), zoo.subset(test)
 
 
-def plan_splits(zoo: Zoo, specs: list[str], seeds: list[int], test_fraction: float = 0.5) -> list[PlannedSplit]:
+def plan_splits(zoo: Zoo, specs: list[str], seeds: list[int], test_fraction: float = 0.5, folds_from: Zoo | None = None) -> list[PlannedSplit]:
+    """The (split, seed) folds to run. With ``folds_from`` (a smaller zoo that ``zoo`` extends) the folds
+    are drawn from its members only, exactly as a bench on it would, and every other member joins each
+    fold's training set unless the fold holds out its family or architecture
+    (:func:`modelprint.zoo.partition_for_folds`)."""
+    if folds_from is not None:
+        base, extra = partition_for_folds(zoo, folds_from.names(), str(folds_from.root))
+        return [PlannedSplit(ps.name, ps.kind, ps.seed, add_training(ps.train, extra, ps.kind, ps.name.partition(":")[2] or None), ps.test)
+                for ps in plan_splits(base, specs, seeds, test_fraction)]
     out: list[PlannedSplit] = []
     for seed in seeds:
         for spec in specs:
@@ -514,7 +523,8 @@ class Bench:
                 raise ModelprintError("this suspects zoo was built from another victim (weights differ)", path=str(zdir), fix="pass zoos built from --victim")
             name = Path(zdir).name if Path(zdir).name not in self.extra_zoos else str(zdir)
             self.extra_zoos[name] = ez
-        self.splits = plan_splits(self.zoo, cfg.splits, cfg.seeds, cfg.test_fraction)
+        folds_from = Zoo.open(cfg.folds_from) if cfg.folds_from else None
+        self.splits = plan_splits(self.zoo, cfg.splits, cfg.seeds, cfg.test_fraction, folds_from)
         self.runs: list[dict[str, Any]] = []
 
     def _victim_id(self) -> str:

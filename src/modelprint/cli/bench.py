@@ -101,6 +101,7 @@ def bench(
     ablation: list[str] = typer.Option([], "--ablation", help="anchors[=n,..] | topk[=k,..] | recovery | local-ap | modifications | sweep:M.P=v,.. (repeatable)"),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="budget sweep for AUC-vs-queries, e.g. 20,50,100,200"),
     suspects_zoo: list[Path] = typer.Option([], "--suspects-zoo", help="extra suspects: a zoo of the same victim, scored by every random-split fingerprint, never trained on (repeatable)"),
+    folds_from: Optional[Path] = typer.Option(None, "--folds-from", help="a zoo this --zoo extends: folds (test sets) come from its members only, exactly as a bench on it; the other members only join the training sets"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     plots: bool = typer.Option(True, "--plots/--no-plots"),
     title: str = typer.Option("modelprint benchmark", "--title"),
@@ -117,6 +118,7 @@ def bench(
         victim=str(victim), dataset=dataset, zoo=str(zoo), methods=ms, out=str(out_dir), output_mode=output_mode, budget=budget,
         splits=splits, params=parse_method_params(param, ms), seeds=parse_int_list(seeds, "--seeds") or [0], test_fraction=test_fraction,
         device=device, ablations=list(ablation), budgets=parse_int_list(budgets, "--budgets"), suspect_zoos=[str(z) for z in suspects_zoo], plots=plots, title=title,
+        folds_from=str(folds_from) if folds_from else None,
     )
     results = run_bench(cfg, log=lambda msg: err.print(msg, highlight=False))
     print_wide(summary_table(results))

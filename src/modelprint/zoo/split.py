@@ -74,3 +74,38 @@ def leave_one_out(zoo: Zoo, by: str = "family", test_fraction: float = 0.5, seed
             continue
         folds.append((g, zoo.subset(train), zoo.subset(test)))
     return folds
+
+
+def partition_for_folds(zoo: Zoo, fold_names: set[str], source: str = "the fold zoo") -> tuple[Zoo, list[ZooMember]]:
+    """Split ``zoo`` into the members folds are drawn from (those named in ``fold_names``) and the rest,
+    which only ever train (:func:`add_training`).
+
+    This is how a larger zoo is measured on the *same* test members as a smaller one it extends: folds
+    are computed on the smaller zoo's members exactly as a run on it would, and the new members join the
+    training sets. Every name in ``fold_names`` must be a member of ``zoo``.
+    """
+    missing = sorted(n for n in fold_names if n not in zoo.names())
+    if missing:
+        raise ModelprintError(
+            f"{len(missing)} member(s) of {source} are not in this zoo (e.g. {missing[0]!r})",
+            path=str(zoo.root),
+            fix="the zoo must extend the one the folds come from (build its recipe into a copy of that zoo)",
+        )
+    base = [m for m in zoo.members if m.name in fold_names]
+    extra = [m for m in zoo.members if m.name not in fold_names and m.family != "victim"]
+    return zoo.subset(base), extra
+
+
+def add_training(train: Zoo, extra: list[ZooMember], kind: str, group: str | None) -> Zoo:
+    """``train`` plus the training-only ``extra`` members, minus those a fold holds out: for a
+    ``family`` fold every member of family ``group`` (or ``group-*``), for an ``arch`` fold every
+    member of that architecture; a ``random`` fold holds out none of them."""
+    def held(m: ZooMember) -> bool:
+        if kind == "family":
+            return m.family == group or m.family.startswith(f"{group}-")
+        if kind == "arch":
+            return m.arch == group
+        return False
+
+    have = train.names()
+    return train.subset(list(train.members) + [m for m in extra if not held(m) and m.name not in have])
