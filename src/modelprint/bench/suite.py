@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import ModelprintError
 from ..zoo import Zoo, ZooMember, add_training, leave_one_out, partition_for_folds, split_random
+from ..zoo.split import held_out
 from .metrics import auc, compute_metrics, r_at_full_uniqueness, tpr_at_fpr, welch_one_sided
 from .runner import MemberScore, RunResult, score_members
 
@@ -149,21 +150,15 @@ class PlannedSplit:
 
 def holdout_split(zoo: Zoo, kind: str, group: str, test_fraction: float = 0.5, seed: int = 0) -> tuple[Zoo, Zoo]:
     """Hold out every member of a family (``F`` or ``F-*``) or an architecture; see the module docstring."""
-
-    def held(m: ZooMember) -> bool:
-        if kind == "family":
-            return m.family == group or m.family.startswith(group + "-")
-        return m.arch == group
-
     members = [m for m in zoo.members if m.family != "victim"]
-    hm = [m for m in members if held(m)]
+    hm = [m for m in members if held_out(m, kind, group)]
     if not hm:
         choices = zoo.families() if kind == "family" else zoo.archs()
         raise ModelprintError(f"no zoo member has {kind} {group!r}", path=str(zoo.root), fix=f"choose one of: {', '.join(c for c in choices if c != 'victim')}")
     base_train, base_test = split_random(zoo, test_fraction, seed)
     labels = {m.label for m in hm}
-    train = [m for m in base_train.members if not held(m)]
-    test = hm + ([m for m in base_test.members if not held(m) and m.label not in labels] if len(labels) == 1 else [])
+    train = [m for m in base_train.members if not held_out(m, kind, group)]
+    test = hm + ([m for m in base_test.members if not held_out(m, kind, group) and m.label not in labels] if len(labels) == 1 else [])
     for what, ms in (("training", train), ("test", test)):
         if {m.label for m in ms} != {"positive", "negative"}:
             raise ModelprintError(

@@ -27,6 +27,17 @@ def split_random(zoo: Zoo, test_fraction: float = 0.5, seed: int = 0) -> tuple[Z
     return zoo.subset(train), zoo.subset(test)
 
 
+def held_out(m: ZooMember, kind: str, group: str | None) -> bool:
+    """Whether a fold of ``kind`` that holds out ``group`` holds out member ``m``: a ``family`` fold every
+    member of family ``group`` or ``group-*`` (``extract`` holds out every ``extract-*``), an ``arch`` fold
+    every member of that architecture, a ``random`` fold no group."""
+    if kind == "family":
+        return m.family == group or m.family.startswith(f"{group}-")
+    if kind == "arch":
+        return m.arch == group
+    return False
+
+
 def split_holdout(zoo: Zoo, *, family: str | None = None, arch: str | None = None) -> tuple[Zoo, Zoo]:
     """Everything of ``family`` (or ``arch``) is held out for testing; the rest trains.
 
@@ -37,13 +48,9 @@ def split_holdout(zoo: Zoo, *, family: str | None = None, arch: str | None = Non
     """
     if (family is None) == (arch is None):
         raise ModelprintError("split_holdout needs exactly one of family= or arch=")
-    def held(m: ZooMember) -> bool:
-        if family is not None:
-            return m.family == family or m.family.startswith(family + "-")
-        return m.arch == arch
-
-    test = [m for m in zoo.members if held(m) and m.family != "victim"]
-    train = [m for m in zoo.members if not held(m) and m.family != "victim"]
+    kind, group = ("family", family) if family is not None else ("arch", arch)
+    test = [m for m in zoo.members if held_out(m, kind, group) and m.family != "victim"]
+    train = [m for m in zoo.members if not held_out(m, kind, group) and m.family != "victim"]
     if not test:
         raise ModelprintError(f"no zoo member matches family={family!r} arch={arch!r}", fix=f"families: {zoo.families()}; archs: {zoo.archs()}")
     return zoo.subset(train), zoo.subset(test)
@@ -84,7 +91,7 @@ def partition_for_folds(zoo: Zoo, fold_names: set[str], source: str = "the fold 
     are computed on the smaller zoo's members exactly as a run on it would, and the new members join the
     training sets. Every name in ``fold_names`` must be a member of ``zoo``.
     """
-    missing = sorted(n for n in fold_names if n not in zoo.names())
+    missing = sorted(fold_names - zoo.names())
     if missing:
         raise ModelprintError(
             f"{len(missing)} member(s) of {source} are not in this zoo (e.g. {missing[0]!r})",
@@ -97,15 +104,6 @@ def partition_for_folds(zoo: Zoo, fold_names: set[str], source: str = "the fold 
 
 
 def add_training(train: Zoo, extra: list[ZooMember], kind: str, group: str | None) -> Zoo:
-    """``train`` plus the training-only ``extra`` members, minus those a fold holds out: for a
-    ``family`` fold every member of family ``group`` (or ``group-*``), for an ``arch`` fold every
-    member of that architecture; a ``random`` fold holds out none of them."""
-    def held(m: ZooMember) -> bool:
-        if kind == "family":
-            return m.family == group or m.family.startswith(f"{group}-")
-        if kind == "arch":
-            return m.arch == group
-        return False
-
-    have = train.names()
-    return train.subset(list(train.members) + [m for m in extra if not held(m) and m.name not in have])
+    """``train`` plus the training-only ``extra`` members of :func:`partition_for_folds` (never in a fold's
+    training set already), minus those the fold holds out (:func:`held_out`)."""
+    return train.subset(list(train.members) + [m for m in extra if not held_out(m, kind, group)])
