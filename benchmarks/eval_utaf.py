@@ -115,33 +115,27 @@ def _row(args: argparse.Namespace, key: str, kind: str, split: str, seed: int, p
 def cmd_splits(args: argparse.Namespace) -> None:
     """Random held-out split + leave-one-family-out + leave-one-arch-out, one JSONL row per fold."""
     from modelprint.bench.runner import run_method
-    from modelprint.zoo import Zoo, add_training, leave_one_out, partition_for_folds, split_random
+    from modelprint.bench.suite import plan_splits
+    from modelprint.zoo import Zoo
 
     zoo, victim, ds = _setup(args)
     params = _parse_params(args.param)
     out = Path(args.results)
     done = _done(out)
-    # --folds-from: test sets of a run on that (smaller) zoo; this zoo's other members only train
-    fold_zoo, extra = partition_for_folds(zoo, Zoo.open(args.folds_from).names(), args.folds_from) if args.folds_from else (zoo, [])
-    for seed in args.seeds:
-        folds = []
-        if "random" in args.splits:
-            tr, te = split_random(fold_zoo, args.test_fraction, seed)
-            folds.append(("random", tr, te))
-        for by in ("family", "arch"):
-            if by in args.splits:
-                folds += [(f"{by}:{g}", tr, te) for g, tr, te in leave_one_out(fold_zoo, by, args.test_fraction, seed)]
-        for split, tr, te in folds:
-            kind, _, group = split.partition(":")
-            tr = add_training(tr, extra, kind, group or None)
-            key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}" + (f"|folds-from={args.folds_from}" if args.folds_from else "")
-            if key in done or (args.only and split not in args.only.split(",")):
-                continue
-            c0 = time.process_time()
-            res = run_method("utaf", params, victim, ds, tr, te, mode=args.mode, split=split, seed=seed, device=args.device)
-            _append(out, _row(args, key, "splits", split, seed, params, res, {"cpu_seconds": time.process_time() - c0}))
-            m = res.metrics
-            print(f"{args.tag:>14} {split:>28} seed {seed}: ARUC {m['aruc']:.3f} AUC {m['auc']:.3f} R@U=100% {m['r@u=100%']:.3f}  fit {res.construction_seconds:.0f}s", flush=True)
+    # the bench's folds (per seed: random, every family, every architecture); --folds-from: the test sets
+    # of a run on that smaller zoo, this zoo's other members only train
+    specs = [spec for spec, name in (("random", "random"), ("lofo", "family"), ("loao", "arch")) if name in args.splits]
+    folds_from = Zoo.open(args.folds_from) if args.folds_from else None
+    for ps in plan_splits(zoo, specs, args.seeds, args.test_fraction, folds_from):
+        split, seed = ps.name, ps.seed
+        key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}" + (f"|folds-from={args.folds_from}" if args.folds_from else "")
+        if key in done or (args.only and split not in args.only.split(",")):
+            continue
+        c0 = time.process_time()
+        res = run_method("utaf", params, victim, ds, ps.train, ps.test, mode=args.mode, split=split, seed=seed, device=args.device)
+        _append(out, _row(args, key, "splits", split, seed, params, res, {"cpu_seconds": time.process_time() - c0}))
+        m = res.metrics
+        print(f"{args.tag:>14} {split:>28} seed {seed}: ARUC {m['aruc']:.3f} AUC {m['auc']:.3f} R@U=100% {m['r@u=100%']:.3f}  fit {res.construction_seconds:.0f}s", flush=True)
 
 
 def cmd_curve(args: argparse.Namespace, which: str) -> None:
