@@ -67,8 +67,9 @@ def main() -> None:
         scores, z = {}, {}
         for m in (m1, m2):
             neg = _train_negatives(m, Path(by_method[m]["fingerprint"]), labels)
+            mu, sd = neg.mean(), neg.std() or 1.0
             scores[m] = {s["name"]: s["score"] for s in by_method[m]["scores"]}
-            z[m] = {n: (s - neg.mean()) / (neg.std() or 1.0) for n, s in scores[m].items()}
+            z[m] = {n: (s - mu) / sd for n, s in scores[m].items()}
         names = sorted(scores[m1])
         if names != sorted(scores[m2]):
             raise SystemExit(f"split {split} seed {seed}: {m1} and {m2} were scored on different test members; combine runs of the same zoo and splits")
