@@ -244,6 +244,9 @@ def test_extends_appends_groups_and_keeps_the_base_members(tmp_path):
     # the shipped extension keeps every fmnist-quick member byte for byte (so a copied zoo only trains the new ones)
     quick, wide = load_recipe("fmnist-quick").members(), load_recipe("fmnist-wide").members()
     assert [(m.name, m.key()) for m in wide[: len(quick)]] == [(m.name, m.key()) for m in quick] and len(wide) > len(quick)
+    wp, wxl = load_recipe("warfarin-paper").members(), load_recipe("warfarin-xl").members()
+    assert [(m.name, m.key()) for m in wxl[: len(wp)]] == [(m.name, m.key()) for m in wp] and len(wxl) == len(wp) + 132
+    assert len({m.name for m in wxl}) == len(wxl)  # the new groups' member names do not collide with the base's
     loop = tmp_path / "loop.toml"
     loop.write_text(f'extends = "{loop}"\n[[groups]]\nname="a"\ntransform="quantise"\n')
     with pytest.raises(ModelprintError, match="cycle"):
