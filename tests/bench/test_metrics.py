@@ -127,3 +127,15 @@ def test_compute_metrics_fields():
     assert m["r@u=100%"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
         compute_metrics([0.1, 0.2], [1])
+
+
+def test_recovery_per_task_metric():
+    from modelprint.bench.metrics import recovery
+
+    assert recovery({"test_acc": 0.85}, {"test_acc": 0.9}) == pytest.approx(0.85 / 0.9)  # higher is better
+    assert recovery({"test_mae": 10.0}, {"test_mae": 8.5}) == pytest.approx(0.85)  # lower is better: victim / member
+    assert recovery({"fd_pca": 44.0}, {"fd_pca": 22.0}) == pytest.approx(0.5)
+    assert recovery({"test_mae": 8.0, "test_acc": 0.5}, {"test_acc": 1.0}) == pytest.approx(0.5)  # the metric both sides have
+    assert recovery({"test_mae": 8.0}, {"test_acc": 0.9}) is None
+    assert recovery({"test_mae": float("nan")}, {"test_mae": 8.5}) is None
+    assert recovery({"test_mae": 0.0}, {"test_mae": 8.5}) == 1.0

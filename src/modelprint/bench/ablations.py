@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..errors import ModelprintError
+from .metrics import recovery
 from .suite import PlannedSplit, _nan, family_group, member_similarities
 
 if TYPE_CHECKING:
@@ -185,8 +186,7 @@ def ablation_recovery(bench: "Bench") -> dict[str, Any]:
                 if not family_group(s["family"]).startswith("extraction"):
                     continue
                 zm = bench.zoo[s["name"]]
-                acc = zm.metrics.get("test_acc")
-                rec = acc / vacc if (acc is not None and vacc) else None
+                rec = recovery(zm.metrics, bench.victim_metrics)
                 pts.append({"name": s["name"], "family": s["family"], "seed": run["seed"], "recovery": rec, "fidelity": zm.fidelity, "score": s["score"], "decision": s["decision"]})
         negs = [s["score"] for run in _random_runs(bench, method) for s in run["scores"] if s["label"] == "negative"]
         xs = [p["recovery"] if p["recovery"] is not None else p["fidelity"] for p in pts]

@@ -138,3 +138,23 @@ def compute_metrics(scores: Sequence[float], labels: Sequence[int], score_range:
         "n_neg": int((y == 0).sum()),
         "n_inconclusive": int((~np.isfinite(s)).sum()),
     }
+
+
+# the task metric behind a member's "performance", and whether higher is better; the first one that the
+# member and the victim both have decides
+PERFORMANCE_METRICS = (("test_acc", True), ("test_mae", False), ("fd_pca", False))
+
+
+def recovery(member_metrics: dict[str, float], victim_metrics: dict[str, float]) -> float | None:
+    """The share of the victim's performance a model keeps — the UAP paper's *recovery rate* (a thief's
+    copy counts when it recovers ≥ 85 %): test accuracy ratio for classifiers; for regressors (test MAE)
+    and generators (FD-PCA), where lower is better, victim / member (a member with zero error counts as
+    1). ``None`` when no performance metric is finite on both sides."""
+    for key, higher_better in PERFORMANCE_METRICS:
+        a, v = member_metrics.get(key), victim_metrics.get(key)
+        if a is None or v is None or not (np.isfinite(a) and np.isfinite(v)):
+            continue
+        if higher_better:
+            return float(a / v) if v > 0 else None
+        return float(v / a) if a > 0 else 1.0
+    return None
