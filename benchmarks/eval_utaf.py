@@ -170,17 +170,21 @@ def cmd_convergence(args: argparse.Namespace) -> None:
     and training seconds (evaluation time excluded)."""
     from modelprint.bench.metrics import compute_metrics
     from modelprint.bench.runner import score_members
+    from modelprint.bench.suite import plan_splits
     from modelprint.methods import get_method
-    from modelprint.zoo import split_random
+    from modelprint.zoo import Zoo
 
     zoo, victim, ds = _setup(args)
     base = _parse_params(args.param)
     out = Path(args.results)
     done = _done(out)
+    folds_from = Zoo.open(args.folds_from) if args.folds_from else None
     for seed in args.seeds:
-        tr, te = split_random(zoo, args.test_fraction, seed)
+        # the random split (with --folds-from: the smaller zoo's test members, the others only train)
+        (ps,) = plan_splits(zoo, ["random"], [seed], args.test_fraction, folds_from)
+        tr, te = ps.train, ps.test
         for k in args.values or [1, 4]:
-            key = f"convergence|{args.tag}|{args.zoo}|{args.mode}|{k}|{seed}"
+            key = f"convergence|{args.tag}|{args.zoo}|{args.mode}|{k}|{seed}" + (f"|folds-from={args.folds_from}" if args.folds_from else "")
             if key in done:
                 continue
             params = {**base, "models_per_step": int(k)}
@@ -200,7 +204,7 @@ def cmd_convergence(args: argparse.Namespace) -> None:
             m.callback = cb
             cpu["start"] = time.process_time()
             m.fit(victim.module, victim.task, ds, tr, device=args.device, seed=seed)
-            _append(out, {"key": key, "kind": "convergence", "tag": args.tag, "zoo": str(args.zoo), "mode": args.mode, "seed": seed, "params": params, "k": int(k), "curve": curve, "date": time.strftime("%Y-%m-%d"), "threads": args.threads})
+            _append(out, {"key": key, "kind": "convergence", "tag": args.tag, "zoo": str(args.zoo), "mode": args.mode, "seed": seed, "params": params, "k": int(k), "curve": curve, "folds_from": args.folds_from, "date": time.strftime("%Y-%m-%d"), "threads": args.threads})
 
 
 def _zoo_name(zoo: str) -> str:
@@ -212,9 +216,43 @@ def _load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _member_recovery(zoo_dir: str) -> dict[str, float | None]:
+    """Recovery rate (share of the victim's performance kept) of every member of a zoo, by name."""
+    from modelprint.bench.metrics import recovery
+    from modelprint.zoo import Zoo
+
+    zoo = Zoo.open(zoo_dir)
+    info_v = zoo.info.get("victim")
+    vm = ((info_v.get("meta") or {}).get("metrics") or {}) if isinstance(info_v, dict) else {}
+    if not vm:
+        raise SystemExit(f"{zoo_dir}: the zoo records no victim metrics, so --working cannot tell working copies; drop --working")
+    return {m.name: recovery(m.metrics, vm) for m in zoo.members}
+
+
+def working_only(rows: list[dict[str, Any]], min_recovery: float) -> list[dict[str, Any]]:
+    """The rows re-scored without the positives that keep less than ``min_recovery`` of the victim's
+    performance (destroyed "copies" no verifier can or need flag). Positives of unknown recovery stay."""
+    from modelprint.bench.metrics import compute_metrics
+
+    rec: dict[str, dict[str, float | None]] = {}
+    out = []
+    for r in rows:
+        if r["zoo"] not in rec:
+            rec[r["zoo"]] = _member_recovery(r["zoo"])
+        keep = [s for s in r["scores"] if s[1] != "positive" or rec[r["zoo"]].get(s[0]) is None or rec[r["zoo"]][s[0]] >= min_recovery]
+        labels = [1 if s[1] == "positive" else 0 for s in keep]
+        if 0 < sum(labels) < len(labels):
+            out.append({**r, "metrics": compute_metrics([s[4] for s in keep], labels)})
+    return out
+
+
 def cmd_table(args: argparse.Namespace) -> None:
-    """Markdown summary of the split results: per tag/mode, random / family / arch (mean and worst fold)."""
+    """Markdown summary of the split results, per zoo/tag/mode: the random split's median over seeds; for
+    families and architectures, each fold's median over seeds, then their mean and the worst fold."""
     rows = [r for r in _load(Path(args.results)) if r["kind"] == "splits"]
+    if args.working is not None:
+        rows = working_only(rows, args.working)
+        print(f"Working copies only: positives that keep < {args.working:g} of the victim's performance are left out.\n")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         zoo = _zoo_name(r["zoo"]) + (f" (folds of {_zoo_name(r['folds_from'])})" if r.get("folds_from") else "")
@@ -223,8 +261,12 @@ def cmd_table(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (zoo, tag, mode), rs in sorted(groups.items()):
         def agg(prefix: str, metric: str) -> tuple[float, float, int]:
-            v = [r["metrics"][metric] for r in rs if r["split"].startswith(prefix)]
-            v = [x for x in v if x == x]
+            by_fold: dict[str, list[float]] = defaultdict(list)
+            for r in rs:
+                x = r["metrics"][metric]
+                if r["split"].startswith(prefix) and x == x:
+                    by_fold[r["split"]].append(x)
+            v = [float(np.median(xs)) for xs in by_fold.values()]
             return (float(np.mean(v)), float(np.min(v)), len(v)) if v else (float("nan"), float("nan"), 0)
 
         ra, _, nr = agg("random", "aruc")
@@ -236,7 +278,9 @@ def cmd_table(args: argparse.Namespace) -> None:
         aauc, _, _ = agg("arch:", "auc")
         fit = statistics.median(r["meta"].get("cpu_seconds", r["construction_seconds"]) for r in rs)
         ver = statistics.median(r["verify_seconds"] for r in rs)
-        print(f"| {_zoo_name(zoo)} | {tag} | {mode} | {ra:.3f} | {rauc:.3f} | {rr:.3f} | {fa:.3f} ({fw:.3f}, {nf} folds) | {fauc:.3f} | {aa:.3f} ({aw:.3f}, {na} folds) | {aauc:.3f} | {fit:.0f} | {ver:.3f} |")
+        seeds = len({r["seed"] for r in rs})
+        setting = tag + (f" ({seeds} seeds)" if seeds > 1 else "")
+        print(f"| {zoo} | {setting} | {mode} | {ra:.3f} | {rauc:.3f} | {rr:.3f} | {fa:.3f} ({fw:.3f}, {nf} folds) | {fauc:.3f} | {aa:.3f} ({aw:.3f}, {na} folds) | {aauc:.3f} | {fit:.0f} | {ver:.3f} |")
     allrows = _load(Path(args.results))
     for kind, what in (("curve-n", "N"), ("curve-zoo", "training members")):
         cur = [r for r in allrows if r["kind"] == kind]
@@ -323,13 +367,14 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--only", default="", help="comma-separated fold names to run (e.g. family:homologous,arch:arc-c); default all")
         p.add_argument("--values", type=int, nargs="*", default=None)
         p.add_argument("--test-fraction", type=float, default=0.5)
-        p.add_argument("--folds-from", default=None, help="splits: a zoo --zoo extends; folds come from its members, the others only train")
+        p.add_argument("--folds-from", default=None, help="splits, convergence: a zoo --zoo extends; folds come from its members, the others only train")
         p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="auto")
     p = sub.add_parser("table")
     p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
     p.add_argument("--folds", action="store_true")
+    p.add_argument("--working", type=float, default=None, metavar="R", help="re-score without the positives that keep less than R (e.g. 0.85) of the victim's performance")
     p = sub.add_parser("plot")
     p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
     p.add_argument("--out", default="docs/results/utaf_curves.png")
