@@ -112,11 +112,19 @@ def _row(args: argparse.Namespace, key: str, kind: str, split: str, seed: int, p
     }
 
 
+def _fold_source(args: argparse.Namespace) -> tuple[Any, str]:
+    """``--folds-from``: the smaller zoo the folds come from (or None) and the suffix it adds to result keys."""
+    from modelprint.zoo import Zoo
+
+    if not args.folds_from:
+        return None, ""
+    return Zoo.open(args.folds_from), f"|folds-from={args.folds_from}"
+
+
 def cmd_splits(args: argparse.Namespace) -> None:
     """Random held-out split + leave-one-family-out + leave-one-arch-out, one JSONL row per fold."""
     from modelprint.bench.runner import run_method
     from modelprint.bench.suite import plan_splits
-    from modelprint.zoo import Zoo
 
     zoo, victim, ds = _setup(args)
     params = _parse_params(args.param)
@@ -125,10 +133,10 @@ def cmd_splits(args: argparse.Namespace) -> None:
     # the bench's folds (per seed: random, every family, every architecture); --folds-from: the test sets
     # of a run on that smaller zoo, this zoo's other members only train
     specs = [spec for spec, name in (("random", "random"), ("lofo", "family"), ("loao", "arch")) if name in args.splits]
-    folds_from = Zoo.open(args.folds_from) if args.folds_from else None
+    folds_from, key_suffix = _fold_source(args)
     for ps in plan_splits(zoo, specs, args.seeds, args.test_fraction, folds_from):
         split, seed = ps.name, ps.seed
-        key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}" + (f"|folds-from={args.folds_from}" if args.folds_from else "")
+        key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}" + key_suffix
         if key in done or (args.only and split not in args.only.split(",")):
             continue
         c0 = time.process_time()
@@ -172,19 +180,18 @@ def cmd_convergence(args: argparse.Namespace) -> None:
     from modelprint.bench.runner import score_members
     from modelprint.bench.suite import plan_splits
     from modelprint.methods import get_method
-    from modelprint.zoo import Zoo
 
     zoo, victim, ds = _setup(args)
     base = _parse_params(args.param)
     out = Path(args.results)
     done = _done(out)
-    folds_from = Zoo.open(args.folds_from) if args.folds_from else None
+    folds_from, key_suffix = _fold_source(args)
     for seed in args.seeds:
         # the random split (with --folds-from: the smaller zoo's test members, the others only train)
         (ps,) = plan_splits(zoo, ["random"], [seed], args.test_fraction, folds_from)
         tr, te = ps.train, ps.test
         for k in args.values or [1, 4]:
-            key = f"convergence|{args.tag}|{args.zoo}|{args.mode}|{k}|{seed}" + (f"|folds-from={args.folds_from}" if args.folds_from else "")
+            key = f"convergence|{args.tag}|{args.zoo}|{args.mode}|{k}|{seed}" + key_suffix
             if key in done:
                 continue
             params = {**base, "models_per_step": int(k)}
@@ -234,12 +241,13 @@ def working_only(rows: list[dict[str, Any]], min_recovery: float) -> list[dict[s
     performance (destroyed "copies" no verifier can or need flag). Positives of unknown recovery stay."""
     from modelprint.bench.metrics import compute_metrics
 
-    rec: dict[str, dict[str, float | None]] = {}
+    by_zoo: dict[str, dict[str, float | None]] = {}
     out = []
     for r in rows:
-        if r["zoo"] not in rec:
-            rec[r["zoo"]] = _member_recovery(r["zoo"])
-        keep = [s for s in r["scores"] if s[1] != "positive" or rec[r["zoo"]].get(s[0]) is None or rec[r["zoo"]][s[0]] >= min_recovery]
+        if r["zoo"] not in by_zoo:
+            by_zoo[r["zoo"]] = _member_recovery(r["zoo"])
+        rec = by_zoo[r["zoo"]]
+        keep = [s for s in r["scores"] if s[1] != "positive" or rec.get(s[0]) is None or rec[s[0]] >= min_recovery]
         labels = [1 if s[1] == "positive" else 0 for s in keep]
         if 0 < sum(labels) < len(labels):
             out.append({**r, "metrics": compute_metrics([s[4] for s in keep], labels)})
