@@ -104,12 +104,37 @@ def _row(args: argparse.Namespace, key: str, kind: str, split: str, seed: int, p
         "construction_seconds": res.construction_seconds,
         "verify_seconds": res.verify_seconds,
         "queries_per_suspect": res.queries_per_suspect,
-        "scores": [[s.name, s.label, s.family, s.arch, s.score] for s in res.scores],
+        # with a distance guard: + the member's distance to the victim's answers and the guard's ceiling
+        "scores": [[s.name, s.label, s.family, s.arch, s.score] + _guard_fields(s.details) for s in res.scores],
         "meta": {k: v for k, v in (extra or {}).items()},
         "folds_from": getattr(args, "folds_from", None),
         "date": time.strftime("%Y-%m-%d"),
         "threads": args.threads,
     }
+
+
+def _guard_fields(details: dict[str, Any]) -> list[float]:
+    g = (details or {}).get("guard") or {}
+    return [g["distance_to_victim"], g["ceiling"]] if "distance_to_victim" in g else []
+
+
+def guard_rescored(rows: list[dict[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """The rows re-scored as if fitted with ``distance_guard=factor``: needs rows run with a guard (any
+    factor at least as large, e.g. 1000 to record distances without guarding anyone); others are dropped."""
+    from modelprint.bench.metrics import compute_metrics
+    from modelprint.methods.utaf import guarded_score
+
+    out = []
+    for r in rows:
+        used = (r.get("params") or {}).get("distance_guard")
+        if not used or not r["scores"] or len(r["scores"][0]) < 7:
+            continue
+        if factor > float(used):
+            raise SystemExit(f"{r['key']}: ran with distance_guard={used}; re-scoring needs a run with a guard >= {factor} (e.g. 1000)")
+        scores = [guarded_score(s[4], s[5], factor * s[6] / float(used)) for s in r["scores"]]
+        out.append({**r, "tag": f"{r['tag']}@guard{factor:g}", "scores": [[*s[:4], v, *s[5:]] for s, v in zip(r["scores"], scores)],
+                    "metrics": compute_metrics(scores, [1 if s[1] == "positive" else 0 for s in r["scores"]])})
+    return out
 
 
 def _fold_source(args: argparse.Namespace) -> tuple[Any, str]:
@@ -258,6 +283,9 @@ def cmd_table(args: argparse.Namespace) -> None:
     """Markdown summary of the split results, per zoo/tag/mode: the random split's median over seeds; for
     families and architectures, each fold's median over seeds, then their mean and the worst fold."""
     rows = [r for r in _load(Path(args.results)) if r["kind"] == "splits"]
+    if args.guard is not None:
+        rows = guard_rescored(rows, args.guard)
+        print(f"Re-scored with distance_guard={args.guard:g} (rows run with a guard only).\n")
     if args.working is not None:
         rows = working_only(rows, args.working)
         print(f"Working copies only: positives that keep < {args.working:g} of the victim's performance are left out.\n")
@@ -383,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
     p.add_argument("--folds", action="store_true")
     p.add_argument("--working", type=float, default=None, metavar="R", help="re-score without the positives that keep less than R (e.g. 0.85) of the victim's performance")
+    p.add_argument("--guard", type=float, default=None, metavar="K", help="re-score as with --param distance_guard=K (rows run with a guard of at least K, e.g. 1000)")
     p = sub.add_parser("plot")
     p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
     p.add_argument("--out", default="docs/results/utaf_curves.png")

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from modelprint.bench.metrics import auc, r_at_full_uniqueness
 from modelprint.bench.runner import score_members
 from modelprint.errors import ModelprintError
 from modelprint.methods import get_method, load_fingerprint
-from modelprint.methods.utaf import UTAFFingerprint, adapt_outputs, calibrate_threshold, empirical_p_value, fit_platt, platt_score, train_outputs
+from modelprint.methods.utaf import UTAFFingerprint, adapt_outputs, calibrate_threshold, empirical_p_value, fit_platt, platt_score, relative, train_outputs, verifier_width
 from modelprint.suspects import TorchSuspect
 from modelprint.suspects.modes import OutputMode
 from modelprint.tasks import Task
@@ -153,13 +154,24 @@ def test_inputs_stay_inside_the_domain(reg_zoo, gen_zoo, tiny_zoo, cls_data):
         assert (fp.inputs >= v.task.low_tensor()).all() and (fp.inputs <= v.task.high_tensor()).all()
 
 
+def test_victim_dist_is_per_input_distance():
+    """victim-dist: one number per fingerprint input; for one-hot labels twice the disagreement."""
+    ref = F.one_hot(torch.tensor([0, 1, 2]), 4).float()
+    sus = F.one_hot(torch.tensor([[0, 1, 2], [0, 3, 3]]), 4).float()
+    d = relative(sus.reshape(2, -1), ref.reshape(-1), "victim-dist", 3)
+    assert d.shape == (2, 3) and d.tolist() == [[0.0, 0.0, 0.0], [0.0, 2.0, 2.0]]
+    assert relative(sus[1].reshape(-1), ref.reshape(-1), "victim-dist", 3).tolist() == [0.0, 2.0, 2.0]
+    assert verifier_width(3, 4, "victim-dist") == 3 and verifier_width(3, 4, "victim-sq") == 12
+
+
 # ------------------------------------------------------------------------------------------------
 # artifact, decisions, output modes
 # ------------------------------------------------------------------------------------------------
-def test_save_load_verify_is_identical(tmp_path, cls_data, tiny_zoo):
+@pytest.mark.parametrize("reference", ["victim-sq", "victim-dist"])
+def test_save_load_verify_is_identical(tmp_path, cls_data, tiny_zoo, reference):
     train, test = split_random(tiny_zoo, 0.5, 0)
     lm = tiny_zoo.load("victim")
-    fp = get_method("utaf", **QUICK, output_mode="label", reference="victim-sq").fit(lm.module, lm.task, cls_data, train, device="cpu")
+    fp = get_method("utaf", **QUICK, output_mode="label", reference=reference).fit(lm.module, lm.task, cls_data, train, device="cpu")
     fp.save(tmp_path / "fp")
     doc = json.loads((tmp_path / "fp" / "fingerprint.json").read_text())
     assert doc["method"] == "utaf" and doc["params"]["output_mode"] == "label"
@@ -301,3 +313,44 @@ def test_output_scale_std_dim(gen_zoo):
     assert b.out_std == pytest.approx(a.out_std * d ** 0.5, rel=1e-5)
     with pytest.raises(ModelprintError, match="output_scale"):
         get_method("utaf", output_scale="max")
+
+
+# ------------------------------------------------------------------------------------------------
+# distance guard
+# ------------------------------------------------------------------------------------------------
+class _Negated(torch.nn.Module):
+    """A 'generator' whose images are the victim's negated: far from every thief the verifier saw."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return -self.inner(x)
+
+
+def test_distance_guard_scores_far_suspects_independent(tmp_path, gen_zoo):
+    data, zoo = gen_zoo
+    train, test = split_random(zoo, 0.5, 0)
+    lm = zoo.load("victim")
+    plain = get_method("utaf", **FAST).fit(lm.module, lm.task, data, train, device="cpu", seed=0)
+    fp = get_method("utaf", **FAST, distance_guard=1.5).fit(lm.module, lm.task, data, train, device="cpu", seed=0)
+    g = fp.meta["distance_guard"]
+    assert plain.meta["distance_guard"] is None and plain.victim_features is None
+    assert g["factor"] == 1.5 and g["ceiling"] == pytest.approx(1.5 * max(g["max_positive_distance"], g["max_negative_distance"])) and g["max_positive_distance"] > 0
+    # within the guard the score is the plain verifier's (same seed, same fit)
+    for m in test.members:
+        sus = zoo.load(m)
+        v, v0 = fp.verify(TorchSuspect(sus.module, sus.task, mode="raw", name=m.name)), plain.verify(TorchSuspect(sus.module, sus.task, mode="raw", name=m.name))
+        assert "guard" in v.details and "guard" not in v0.details
+        if not v.details["guard"]["guarded"]:
+            assert v.score == pytest.approx(v0.score)
+    far = TorchSuspect(_Negated(lm.module), lm.task, mode="raw", name="negated")
+    v = fp.verify(far)
+    assert v.details["guard"]["guarded"] and v.decision == "independent" and v.score <= 1e-3
+    assert "further from the victim" in v.details["note"]
+    fp.save(tmp_path / "fp")
+    fp2 = load_fingerprint(tmp_path / "fp")
+    assert torch.equal(fp2.victim_features, fp.victim_features) and fp2.verify(far).score == v.score
+    with pytest.raises(ModelprintError, match="distance_guard"):
+        get_method("utaf", distance_guard=0)

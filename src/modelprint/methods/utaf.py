@@ -33,6 +33,14 @@ Choices the paper leaves open (measured in docs/results/utaf.md, documented in d
   noise on the sampled models (``weight_noise``: per step, every floating parameter tensor gets noise of
   ``U(0, weight_noise) × its std``), verifier ``dropout`` and ``weight_decay``, and early stopping on a
   held-out family of the training zoo (``early_stop='family'``; ``'random'`` holds out a random part).
+* **Distance guard** (``distance_guard=k``, our extension, off by default): the mean squared distance
+  of a suspect's answers from the victim's on the fingerprint (in the verifier's feature units) is
+  compared with the furthest training member's, thief or honest; a suspect more than ``k`` times
+  further is scored below every unguarded suspect (``guarded_score``) and decided independent — it is
+  less like the victim than any model the verifier learnt from, where an MLP extrapolates arbitrarily
+  (an MNIST-digit generator called a copy of a FashionMNIST generator). The analogue of ``uap``'s
+  agreement floor. (The furthest *thief* alone is too tight: with every DCGAN thief held out, the
+  distilled MLP thieves left in training set a ceiling that cut the pruned DCGAN copies.)
 * **Decision**: ``p+ ≥ threshold`` (0.5 by default); with ``target_fpr`` the threshold is the smallest
   value leaving at most that fraction of calibration negatives above it. Calibration negatives are the
   early-stopping validation negatives when there are any (unseen by the verifier), else the training
@@ -42,6 +50,7 @@ Choices the paper leaves open (measured in docs/results/utaf.md, documented in d
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -65,10 +74,11 @@ from .base import Fingerprint, Method, register_method
 if TYPE_CHECKING:
     from ..data import Dataset
     from ..suspects import Suspect
+    from ..verdict import Verdict
     from ..zoo import Zoo, ZooMember
 
 INITS = ("auto", "data", "misclassified", "uniform", "normal")
-REFERENCES = ("none", "victim", "victim-sq")
+REFERENCES = ("none", "victim", "victim-sq", "victim-dist")
 SAMPLE_BY = ("member", "family", "arch")
 CALIBRATIONS = ("none", "platt")
 SURROGATES = ("straight-through", "softmax")
@@ -111,12 +121,37 @@ def resolve_output_mode(task: Task, spec: str | None) -> OutputMode:
     return mode
 
 
-def relative(z: torch.Tensor, ref: torch.Tensor, how: str) -> torch.Tensor:
-    """Verifier input relative to the victim's answers: the difference (``victim``) or the squared
+def relative(z: torch.Tensor, ref: torch.Tensor, how: str, n_inputs: int | None = None) -> torch.Tensor:
+    """Verifier input relative to the victim's answers: the difference (``victim``), the squared
     difference (``victim-sq``: a learned, weighted distance to the victim — any large deviation, in any
-    direction, moves a model away from the victim)."""
+    direction, moves a model away from the victim) or, per fingerprint input, the squared distance
+    summed over that input's outputs (``victim-dist``: N numbers instead of N·D, e.g. twice the label
+    disagreement for label-only classifiers; needs ``n_inputs``)."""
     d = z - ref
+    if how == "victim-dist":
+        if not n_inputs:
+            raise ValueError("relative(how='victim-dist') needs n_inputs")
+        return (d * d).reshape(*d.shape[:-1], int(n_inputs), -1).sum(-1)
     return d * d if how == "victim-sq" else d
+
+
+def mean_sq_distance(z: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of verifier feature rows ``z`` [..., N·D] from the victim's ``ref`` [N·D]."""
+    d = z - ref
+    return (d * d).mean(-1)
+
+
+def guarded_score(score: float, distance: float, ceiling: float | None) -> float:
+    """``score`` unchanged within the guard; beyond it (``distance > ceiling``) at most 1e-3 · ceiling /
+    distance: below every unguarded p+ the verifier gives in practice, and still ordered by distance."""
+    if ceiling is None or not distance > ceiling:
+        return float(score)
+    return float(min(score, 1e-3 * ceiling / distance))
+
+
+def verifier_width(n_inputs: int, d_out: int, reference: str) -> int:
+    """Number of verifier inputs: N·D outputs, or N distances with ``reference=victim-dist``."""
+    return n_inputs if reference == "victim-dist" else n_inputs * d_out
 
 
 def features(out: torch.Tensor, mode: OutputMode, mean: float, std: float) -> torch.Tensor:
@@ -204,7 +239,7 @@ class UTAFFingerprint(Fingerprint):
 
     method = "utaf"
 
-    def __init__(self, task: Task, params: dict[str, Any], threshold: float, meta: dict[str, Any] | None, alpha: float | None, inputs: torch.Tensor, verifier: nn.Sequential, out_mean: float, out_std: float, calib_negatives: torch.Tensor, reference: torch.Tensor | None = None, platt: tuple[float, float] = (1.0, 0.0)):
+    def __init__(self, task: Task, params: dict[str, Any], threshold: float, meta: dict[str, Any] | None, alpha: float | None, inputs: torch.Tensor, verifier: nn.Sequential, out_mean: float, out_std: float, calib_negatives: torch.Tensor, reference: torch.Tensor | None = None, platt: tuple[float, float] = (1.0, 0.0), victim_features: torch.Tensor | None = None):
         super().__init__(task, params, threshold, meta, alpha)
         self.inputs = inputs.detach().float().cpu().contiguous()
         self.verifier = verifier.cpu().eval()
@@ -213,18 +248,35 @@ class UTAFFingerprint(Fingerprint):
         self.calib_negatives = calib_negatives.detach().float().cpu().reshape(-1)
         self.reference = None if reference is None or reference.numel() == 0 else reference.detach().float().cpu().reshape(-1)
         self.platt = (float(platt[0]), float(platt[1]))
+        # the victim's own features on the inputs (distance guard); None when the guard is off
+        self.victim_features = None if victim_features is None or victim_features.numel() == 0 else victim_features.detach().float().cpu().reshape(-1)
         self.mode = resolve_output_mode(task, params.get("output_mode"))
         self.meta.setdefault("queries_per_suspect", len(self.inputs))
         self.meta.setdefault("score_range", [0.0, 1.0])
 
+    @property
+    def guard_ceiling(self) -> float | None:
+        g = self.meta.get("distance_guard") or {}
+        return None if self.victim_features is None or g.get("ceiling") is None else float(g["ceiling"])
+
     @torch.no_grad()
     def score_outputs(self, outputs: torch.Tensor) -> float:
-        """p+ of the verifier for one model's canonical outputs on the fingerprint inputs."""
-        z = features(outputs, self.mode, self.out_mean, self.out_std)
+        """p+ of the verifier for one model's canonical outputs on the fingerprint inputs (the distance
+        guard applied when the fingerprint has one)."""
+        return self._score_and_distance(outputs)[0]
+
+    @torch.no_grad()
+    def _score_and_distance(self, outputs: torch.Tensor) -> tuple[float, float | None]:
+        z0 = features(outputs, self.mode, self.out_mean, self.out_std)
+        z = z0
         if self.reference is not None:
-            z = relative(z, self.reference, self.params.get("reference", "victim"))
+            z = relative(z, self.reference, self.params.get("reference", "victim"), len(self.inputs))
         logits = self.verifier(z.unsqueeze(0))[0]
-        return platt_score(float(logits[1] - logits[0]), self.platt)
+        score = platt_score(float(logits[1] - logits[0]), self.platt)
+        if self.victim_features is None:
+            return score, None
+        dist = float(mean_sq_distance(z0, self.victim_features))
+        return guarded_score(score, dist, self.guard_ceiling), dist
 
     def score_suspect(self, suspect: "Suspect") -> tuple[float, float | None, dict[str, Any], list[torch.Tensor]]:
         y = suspect.query(self.inputs)
@@ -234,15 +286,32 @@ class UTAFFingerprint(Fingerprint):
             from ..errors import SuspectError
 
             raise SuspectError(f"suspect {suspect.name!r} answered shape {tuple(y.shape)}, expected [{len(self.inputs)}, {expected}]")
-        p = self.score_outputs(y)
+        p, dist = self._score_and_distance(y)
         pv = empirical_p_value(p, self.calib_negatives)
-        details = {"p_positive": p, "p_negative": 1.0 - p, "output_mode": str(self.mode), "calibration_negatives": int(self.calib_negatives.numel())}
+        details: dict[str, Any] = {"p_positive": p, "p_negative": 1.0 - p, "output_mode": str(self.mode), "calibration_negatives": int(self.calib_negatives.numel())}
+        ceiling = self.guard_ceiling
+        if dist is not None and ceiling is not None:
+            guarded = dist > ceiling
+            details["guard"] = {"distance_to_victim": dist, "ceiling": ceiling, "guarded": guarded}
+            if guarded:
+                details["note"] = (f"the answers are {dist / max(ceiling, 1e-12):.1f}x further from the victim's than the guard allows "
+                                   f"({self.meta['distance_guard']['factor']}x the furthest zoo model it was trained on): not a copy the verifier can judge; scored as independent")
         return p, pv, details, [self.inputs, y]
+
+    def verify(self, suspect: "Suspect") -> "Verdict":
+        """As every method, except that a suspect beyond the distance guard is never decided pirated
+        (whatever threshold a calibration chose)."""
+        v = super().verify(suspect)
+        if (v.details.get("guard") or {}).get("guarded") and v.decision != "independent":
+            v = dataclasses.replace(v, decision="independent")
+        return v
 
     def tensors(self) -> dict[str, torch.Tensor]:
         t = {"inputs": self.inputs, "out_norm": torch.tensor([self.out_mean, self.out_std]), "calib_negatives": self.calib_negatives, "platt": torch.tensor(self.platt)}
         if self.reference is not None:
             t["reference"] = self.reference
+        if self.victim_features is not None:
+            t["victim_features"] = self.victim_features
         for k, v in self.verifier.state_dict().items():
             t[f"verifier.{k}"] = v
         return t
@@ -268,7 +337,10 @@ class UTAFFingerprint(Fingerprint):
         if params.get("reference", "none") != "none" and ref is None:
             raise ModelprintError("utaf fingerprint with a victim reference lacks the tensor 'reference'", path="tensors.safetensors", fix="rebuild the fingerprint")
         pl = tensors.get("platt", torch.tensor([1.0, 0.0]))
-        return cls(task, params, threshold, meta, alpha, inputs, verifier, float(norm[0]), float(norm[1]), tensors.get("calib_negatives", torch.zeros(0)), ref, (float(pl[0]), float(pl[1])))
+        vf = tensors.get("victim_features")
+        if (meta.get("distance_guard") or {}).get("ceiling") is not None and vf is None:
+            raise ModelprintError("utaf fingerprint with a distance guard lacks the tensor 'victim_features'", path="tensors.safetensors", fix="rebuild the fingerprint")
+        return cls(task, params, threshold, meta, alpha, inputs, verifier, float(norm[0]), float(norm[1]), tensors.get("calib_negatives", torch.zeros(0)), ref, (float(pl[0]), float(pl[1])), vf)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -332,6 +404,9 @@ DEFAULTS: dict[str, Any] = {
     "reference": "none",
     "feature_noise": 0.0,
     "shuffle_negatives": 0.0,
+    # None: off; k > 0: a suspect whose answers are more than k times further from the victim's (mean
+    # squared distance on the fingerprint) than the furthest training member's is scored independent
+    "distance_guard": None,
 }
 
 
@@ -363,6 +438,8 @@ class UTAF(Method):
         for key in ("weight_noise", "weight_decay", "feature_noise"):
             if not isinstance(p[key], (int, float)) or p[key] < 0:
                 raise ModelprintError(f"utaf parameter {key} must be >= 0, got {p[key]!r}")
+        if p["distance_guard"] is not None and (isinstance(p["distance_guard"], bool) or not isinstance(p["distance_guard"], (int, float)) or not p["distance_guard"] > 0):
+            raise ModelprintError(f"utaf parameter distance_guard must be a factor > 0 or null (off), got {p['distance_guard']!r}", fix="e.g. --param distance_guard=1.5")
         if not isinstance(p["shuffle_negatives"], (int, float)) or not 0 <= p["shuffle_negatives"] <= 1:
             raise ModelprintError(f"utaf parameter shuffle_negatives must be in [0, 1], got {p['shuffle_negatives']!r}")
         if not isinstance(p["dropout"], (int, float)) or not 0 <= p["dropout"] < 1:
@@ -522,7 +599,7 @@ class UTAF(Method):
 
         # -- lines 4-5: meta-verifier and the two Adam optimisers ---------------------------------
         d_out = math.prod(task.output_shape) if task.kind != "classification" else int(task.num_classes or task.output_shape[0])
-        verifier = build_verifier(n * d_out, int(p["hidden"]), float(p["dropout"])).to(dev)
+        verifier = build_verifier(verifier_width(n, d_out, p["reference"]), int(p["hidden"]), float(p["dropout"])).to(dev)
         opt_w = torch.optim.Adam([W], lr=float(p["input_lr"] or p["lr"]))
         opt_v = torch.optim.Adam(verifier.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
 
@@ -550,7 +627,8 @@ class UTAF(Method):
         def snapshot(threshold: float = float(p["threshold"]), calib: torch.Tensor | None = None, meta: dict[str, Any] | None = None) -> UTAFFingerprint:
             x = task.clamp(task.from_tanh(W.detach()))
             ref = exact_features(F_model, x).cpu() if use_ref else None
-            return UTAFFingerprint(task, {**p, "output_mode": str(mode)}, threshold, dict(meta or {}), None, x.cpu(), copy.deepcopy(verifier).cpu(), out_mean, out_std, calib if calib is not None else torch.zeros(0), ref, platt)
+            vf = exact_features(F_model, x).cpu() if guard_ceiling is not None else None
+            return UTAFFingerprint(task, {**p, "output_mode": str(mode)}, threshold, dict(meta or {}), None, x.cpu(), copy.deepcopy(verifier).cpu(), out_mean, out_std, calib if calib is not None else torch.zeros(0), ref, platt, vf)
 
         @torch.no_grad()
         def exact_margins(models: list[_Model]) -> np.ndarray:
@@ -559,15 +637,26 @@ class UTAF(Method):
             verifier.eval()
             z = torch.stack([exact_features(m, x) for m in models])
             if use_ref:
-                z = relative(z, exact_features(F_model, x), p["reference"])
+                z = relative(z, exact_features(F_model, x), p["reference"], n)
             logits = verifier(z)
             verifier.train()
             return (logits[:, 1] - logits[:, 0]).double().cpu().numpy()
 
+        @torch.no_grad()
+        def exact_distances(models: list[_Model]) -> np.ndarray:
+            """Mean squared distance of each model's answers from the victim's on the current inputs."""
+            x = task.clamp(task.from_tanh(W))
+            ref = exact_features(F_model, x)
+            return np.array([float(mean_sq_distance(exact_features(m, x), ref)) for m in models])
+
         def exact_scores(models: list[_Model]) -> np.ndarray:
-            return platt_score(exact_margins(models), platt)
+            s = np.asarray(platt_score(exact_margins(models), platt), dtype=float)
+            if guard_ceiling is None:
+                return s
+            return np.array([guarded_score(a, d, guard_ceiling) for a, d in zip(s, exact_distances(models))])
 
         platt = (1.0, 0.0)
+        guard_ceiling: float | None = None  # set after training (the guard needs the final inputs)
 
         select_best = p["early_stop"] is not None
         history: list[dict[str, float]] = []
@@ -590,7 +679,7 @@ class UTAF(Method):
                     z = torch.cat([z, torch.stack([_shuffle_rows(z[0], n, shuffle, rng, g) for _ in range(k)])])
                     labels = labels + [0] * k
                 if use_ref:
-                    z = relative(z, feats(F_model, x, 0.0), p["reference"])
+                    z = relative(z, feats(F_model, x, 0.0), p["reference"], n)
                 if fnoise > 0:
                     z = z + fnoise * torch.randn(z.shape, generator=g).to(z.device)
                 logp = torch.log_softmax(verifier(z), dim=1)  # line 10
@@ -637,6 +726,15 @@ class UTAF(Method):
             verifier.load_state_dict(v_best)
         verifier.eval()
 
+        # -- distance guard: from the training positives' distances on the final inputs ----------------------
+        guard_meta: dict[str, Any] | None = None
+        if p["distance_guard"] is not None:
+            pos_d, neg_d = exact_distances(pos), exact_distances(neg)
+            guard_ceiling = float(p["distance_guard"]) * float(max(pos_d.max(), neg_d.max()))
+            guard_meta = {"factor": float(p["distance_guard"]), "ceiling": guard_ceiling, "max_positive_distance": float(pos_d.max()),
+                          "max_negative_distance": float(neg_d.max()), "median_positive_distance": float(np.median(pos_d)),
+                          "median_negative_distance": float(np.median(neg_d))}
+
         # -- score calibration, decision threshold --------------------------------------------------------
         platt_note = "none"
         if p["calibrate"] == "platt":
@@ -670,6 +768,7 @@ class UTAF(Method):
             "train_positive_min_score": float(train_pos_scores.min()),
             "calibration_negative_max_score": float(calib.max()) if calib.numel() else None,
             "history": history,
+            "distance_guard": guard_meta,
         }
         fp = snapshot(threshold, calib, meta)
         # hand the victim back as it came (device, mode, trainable flags)
