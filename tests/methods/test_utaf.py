@@ -333,7 +333,8 @@ def test_distance_guard_scores_far_suspects_independent(tmp_path, gen_zoo):
     data, zoo = gen_zoo
     train, test = split_random(zoo, 0.5, 0)
     lm = zoo.load("victim")
-    plain = get_method("utaf", **FAST).fit(lm.module, lm.task, data, train, device="cpu", seed=0)
+    assert get_method("utaf").params["distance_guard"] == 1.0 and get_method("utaf", distance_guard="off").params["distance_guard"] is None
+    plain = get_method("utaf", **FAST, distance_guard=None).fit(lm.module, lm.task, data, train, device="cpu", seed=0)
     fp = get_method("utaf", **FAST, distance_guard=1.5).fit(lm.module, lm.task, data, train, device="cpu", seed=0)
     g = fp.meta["distance_guard"]
     assert plain.meta["distance_guard"] is None and plain.victim_features is None

@@ -33,14 +33,15 @@ Choices the paper leaves open (measured in docs/results/utaf.md, documented in d
   noise on the sampled models (``weight_noise``: per step, every floating parameter tensor gets noise of
   ``U(0, weight_noise) × its std``), verifier ``dropout`` and ``weight_decay``, and early stopping on a
   held-out family of the training zoo (``early_stop='family'``; ``'random'`` holds out a random part).
-* **Distance guard** (``distance_guard=k``, our extension, off by default): the mean squared distance
-  of a suspect's answers from the victim's on the fingerprint (in the verifier's feature units) is
-  compared with the furthest training member's, thief or honest; a suspect more than ``k`` times
-  further is scored below every unguarded suspect (``guarded_score``) and decided independent — it is
-  less like the victim than any model the verifier learnt from, where an MLP extrapolates arbitrarily
-  (an MNIST-digit generator called a copy of a FashionMNIST generator). The analogue of ``uap``'s
-  agreement floor. (The furthest *thief* alone is too tight: with every DCGAN thief held out, the
-  distilled MLP thieves left in training set a ceiling that cut the pruned DCGAN copies.)
+* **Distance guard** (``distance_guard=k``, our extension; k = 1 by default, ``off`` / ``null`` turns it
+  off): the mean squared distance of a suspect's answers from the victim's on the fingerprint (in the
+  verifier's feature units) is compared with the furthest training member's, thief or honest; a
+  suspect more than ``k`` times further is scored below every unguarded suspect (``guarded_score``)
+  and decided independent — it is less like the victim than any model the verifier learnt from, where
+  an MLP extrapolates arbitrarily (an MNIST-digit generator called a copy of a FashionMNIST generator).
+  The analogue of ``uap``'s agreement floor. (The furthest *thief* alone is too tight: with every DCGAN
+  thief held out, the distilled MLP thieves left in training set a ceiling that cut the pruned DCGAN
+  copies.)
 * **Decision**: ``p+ ≥ threshold`` (0.5 by default); with ``target_fpr`` the threshold is the smallest
   value leaving at most that fraction of calibration negatives above it. Calibration negatives are the
   early-stopping validation negatives when there are any (unseen by the verifier), else the training
@@ -404,9 +405,9 @@ DEFAULTS: dict[str, Any] = {
     "reference": "none",
     "feature_noise": 0.0,
     "shuffle_negatives": 0.0,
-    # None: off; k > 0: a suspect whose answers are more than k times further from the victim's (mean
-    # squared distance on the fingerprint) than the furthest training member's is scored independent
-    "distance_guard": None,
+    # k > 0: a suspect whose answers are more than k times further from the victim's (mean squared
+    # distance on the fingerprint) than the furthest training member's is scored independent; None: off
+    "distance_guard": 1.0,
 }
 
 
@@ -438,8 +439,10 @@ class UTAF(Method):
         for key in ("weight_noise", "weight_decay", "feature_noise"):
             if not isinstance(p[key], (int, float)) or p[key] < 0:
                 raise ModelprintError(f"utaf parameter {key} must be >= 0, got {p[key]!r}")
+        if isinstance(p["distance_guard"], str) and p["distance_guard"].lower() in ("off", "none", "null"):
+            p["distance_guard"] = None
         if p["distance_guard"] is not None and (isinstance(p["distance_guard"], bool) or not isinstance(p["distance_guard"], (int, float)) or not p["distance_guard"] > 0):
-            raise ModelprintError(f"utaf parameter distance_guard must be a factor > 0 or null (off), got {p['distance_guard']!r}", fix="e.g. --param distance_guard=1.5")
+            raise ModelprintError(f"utaf parameter distance_guard must be a factor > 0 or null (off), got {p['distance_guard']!r}", fix="e.g. --param distance_guard=2, or distance_guard=off")
         if not isinstance(p["shuffle_negatives"], (int, float)) or not 0 <= p["shuffle_negatives"] <= 1:
             raise ModelprintError(f"utaf parameter shuffle_negatives must be in [0, 1], got {p['shuffle_negatives']!r}")
         if not isinstance(p["dropout"], (int, float)) or not 0 <= p["dropout"] < 1:
