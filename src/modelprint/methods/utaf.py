@@ -629,34 +629,38 @@ class UTAF(Method):
 
         def snapshot(threshold: float = float(p["threshold"]), calib: torch.Tensor | None = None, meta: dict[str, Any] | None = None) -> UTAFFingerprint:
             x = task.clamp(task.from_tanh(W.detach()))
-            ref = exact_features(F_model, x).cpu() if use_ref else None
-            vf = exact_features(F_model, x).cpu() if guard_ceiling is not None else None
-            return UTAFFingerprint(task, {**p, "output_mode": str(mode)}, threshold, dict(meta or {}), None, x.cpu(), copy.deepcopy(verifier).cpu(), out_mean, out_std, calib if calib is not None else torch.zeros(0), ref, platt, vf)
+            fx = exact_features(F_model, x).cpu() if use_ref or guard_ceiling is not None else None
+            return UTAFFingerprint(task, {**p, "output_mode": str(mode)}, threshold, dict(meta or {}), None, x.cpu(), copy.deepcopy(verifier).cpu(), out_mean, out_std, calib if calib is not None else torch.zeros(0),
+                                   fx if use_ref else None, platt, fx.clone() if guard_ceiling is not None else None)  # own storage: safetensors refuses shared tensors
 
         @torch.no_grad()
-        def exact_margins(models: list[_Model]) -> np.ndarray:
-            """Verifier margins (logit+ − logit−) with the features a suspect would reveal (no surrogate, eval mode)."""
+        def exact_rows(models: list[_Model]) -> tuple[torch.Tensor, torch.Tensor]:
+            """The features a suspect would reveal (no surrogate) of each model and of the victim, on the current inputs."""
             x = task.clamp(task.from_tanh(W))
+            return torch.stack([exact_features(m, x) for m in models]), exact_features(F_model, x)
+
+        @torch.no_grad()
+        def exact_margins(models: list[_Model], rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+            """Verifier margins (logit+ − logit−) on those features (eval mode)."""
+            z, ref = rows if rows is not None else exact_rows(models)
             verifier.eval()
-            z = torch.stack([exact_features(m, x) for m in models])
             if use_ref:
-                z = relative(z, exact_features(F_model, x), p["reference"], n)
+                z = relative(z, ref, p["reference"], n)
             logits = verifier(z)
             verifier.train()
             return (logits[:, 1] - logits[:, 0]).double().cpu().numpy()
 
-        @torch.no_grad()
-        def exact_distances(models: list[_Model]) -> np.ndarray:
+        def exact_distances(models: list[_Model], rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
             """Mean squared distance of each model's answers from the victim's on the current inputs."""
-            x = task.clamp(task.from_tanh(W))
-            ref = exact_features(F_model, x)
-            return np.array([float(mean_sq_distance(exact_features(m, x), ref)) for m in models])
+            z, ref = rows if rows is not None else exact_rows(models)
+            return np.array([float(mean_sq_distance(r, ref)) for r in z])
 
         def exact_scores(models: list[_Model]) -> np.ndarray:
-            s = np.asarray(platt_score(exact_margins(models), platt), dtype=float)
+            rows = exact_rows(models)  # one forward pass per model for both the margin and the guard
+            s = np.asarray(platt_score(exact_margins(models, rows), platt), dtype=float)
             if guard_ceiling is None:
                 return s
-            return np.array([guarded_score(a, d, guard_ceiling) for a, d in zip(s, exact_distances(models))])
+            return np.array([guarded_score(a, d, guard_ceiling) for a, d in zip(s, exact_distances(models, rows))])
 
         platt = (1.0, 0.0)
         guard_ceiling: float | None = None  # set after training (the guard needs the final inputs)
@@ -729,7 +733,7 @@ class UTAF(Method):
             verifier.load_state_dict(v_best)
         verifier.eval()
 
-        # -- distance guard: from the training positives' distances on the final inputs ----------------------
+        # -- distance guard: from every training member's distance on the final inputs ----------------------
         guard_meta: dict[str, Any] | None = None
         if p["distance_guard"] is not None:
             pos_d, neg_d = exact_distances(pos), exact_distances(neg)
