@@ -150,6 +150,32 @@ def guarded_score(score: float, distance: float, ceiling: float | None) -> float
     return float(min(score, 1e-3 * ceiling / distance))
 
 
+@torch.no_grad()
+def verifier_margins(verifier: nn.Module, rows: torch.Tensor, victim: torch.Tensor | None, reference: str, n_inputs: int) -> np.ndarray:
+    """Verifier margins (logit+ − logit−) of feature rows [B, N·D] (made relative to the victim's
+    features when ``reference`` is not ``none``). The verifier must already be in eval mode."""
+    z = rows if reference == "none" else relative(rows, victim, reference, n_inputs)
+    logits = verifier(z)
+    return (logits[:, 1] - logits[:, 0]).double().cpu().numpy()
+
+
+def row_distances(rows: torch.Tensor, victim: torch.Tensor) -> np.ndarray:
+    """Mean squared distance of each feature row [B, N·D] from the victim's features [N·D]."""
+    return np.array([float(mean_sq_distance(r, victim)) for r in rows])
+
+
+def score_rows(verifier: nn.Module, rows: torch.Tensor, victim: torch.Tensor | None, reference: str, n_inputs: int,
+               platt: tuple[float, float], ceiling: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The one scoring path of verification and of fitting's calibration: feature rows [B, N·D] → p+
+    (verifier margin, Platt scaling, then the distance guard when ``ceiling`` is set) and the rows'
+    distances from the victim (None without a guard)."""
+    s = np.asarray(platt_score(verifier_margins(verifier, rows, victim, reference, n_inputs), platt), dtype=float)
+    if ceiling is None:
+        return s, None
+    d = row_distances(rows, victim)
+    return np.array([guarded_score(a, b, ceiling) for a, b in zip(s, d)]), d
+
+
 def verifier_width(n_inputs: int, d_out: int, reference: str) -> int:
     """Number of verifier inputs: N·D outputs, or N distances with ``reference=victim-dist``."""
     return n_inputs if reference == "victim-dist" else n_inputs * d_out
@@ -268,16 +294,13 @@ class UTAFFingerprint(Fingerprint):
 
     @torch.no_grad()
     def _score_and_distance(self, outputs: torch.Tensor) -> tuple[float, float | None]:
-        z0 = features(outputs, self.mode, self.out_mean, self.out_std)
-        z = z0
-        if self.reference is not None:
-            z = relative(z, self.reference, self.params.get("reference", "victim"), len(self.inputs))
-        logits = self.verifier(z.unsqueeze(0))[0]
-        score = platt_score(float(logits[1] - logits[0]), self.platt)
-        if self.victim_features is None:
-            return score, None
-        dist = float(mean_sq_distance(z0, self.victim_features))
-        return guarded_score(score, dist, self.guard_ceiling), dist
+        z = features(outputs, self.mode, self.out_mean, self.out_std).unsqueeze(0)
+        how = "none" if self.reference is None else self.params.get("reference", "victim")
+        victim = self.reference if self.reference is not None else self.victim_features
+        s, d = score_rows(self.verifier, z, victim, how, len(self.inputs), self.platt, self.guard_ceiling)
+        if d is None and self.victim_features is not None:  # guard stored without a ceiling: report the distance anyway
+            d = row_distances(z, self.victim_features)
+        return float(s[0]), None if d is None else float(d[0])
 
     def score_suspect(self, suspect: "Suspect") -> tuple[float, float | None, dict[str, Any], list[torch.Tensor]]:
         y = suspect.query(self.inputs)
@@ -639,28 +662,29 @@ class UTAF(Method):
             x = task.clamp(task.from_tanh(W))
             return torch.stack([exact_features(m, x) for m in models]), exact_features(F_model, x)
 
-        @torch.no_grad()
-        def exact_margins(models: list[_Model], rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
-            """Verifier margins (logit+ − logit−) on those features (eval mode)."""
-            z, ref = rows if rows is not None else exact_rows(models)
-            verifier.eval()
-            if use_ref:
-                z = relative(z, ref, p["reference"], n)
-            logits = verifier(z)
-            verifier.train()
-            return (logits[:, 1] - logits[:, 0]).double().cpu().numpy()
+        how = p["reference"] if use_ref else "none"
 
-        def exact_distances(models: list[_Model], rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+        def in_eval(fn):  # the verifier is in train mode between these calls (dropout)
+            verifier.eval()
+            try:
+                return fn()
+            finally:
+                verifier.train()
+
+        def exact_margins(models: list[_Model]) -> np.ndarray:
+            """Verifier margins (logit+ − logit−) on those features (eval mode)."""
+            z, ref = exact_rows(models)
+            return in_eval(lambda: verifier_margins(verifier, z, ref, how, n))
+
+        def exact_distances(models: list[_Model]) -> np.ndarray:
             """Mean squared distance of each model's answers from the victim's on the current inputs."""
-            z, ref = rows if rows is not None else exact_rows(models)
-            return np.array([float(mean_sq_distance(r, ref)) for r in z])
+            z, ref = exact_rows(models)
+            return row_distances(z, ref)
 
         def exact_scores(models: list[_Model]) -> np.ndarray:
-            rows = exact_rows(models)  # one forward pass per model for both the margin and the guard
-            s = np.asarray(platt_score(exact_margins(models, rows), platt), dtype=float)
-            if guard_ceiling is None:
-                return s
-            return np.array([guarded_score(a, d, guard_ceiling) for a, d in zip(s, exact_distances(models, rows))])
+            """p+ as a suspect would get it (the same :func:`score_rows` as verification)."""
+            z, ref = exact_rows(models)  # one forward pass per model for both the margin and the guard
+            return in_eval(lambda: score_rows(verifier, z, ref, how, n, platt, guard_ceiling))[0]
 
         platt = (1.0, 0.0)
         guard_ceiling: float | None = None  # set after training (the guard needs the final inputs)
