@@ -59,8 +59,10 @@ def _build_tiny_zoo(root, data, victim, n_each: int = 4):
             (f"ind-{i}", ind, "negative", "independent", {"channels": 8 + 4 * (i % 2)}),
         ):
             d = save_model(net, task, root / "members" / name, "tiny-cnn", kw)
-            fid = float((predict(net, data.x_test).argmax(1) == predict(victim, data.x_test).argmax(1)).float().mean())
-            Zoo.append(root, ZooMember(name, label, fam, fam, "tiny-cnn" if i % 2 == 0 else "tiny-cnn-w12", f"members/{name}", kw, fidelity=fid, sha256=sha256_file(d / "model.safetensors")))
+            pred = predict(net, data.x_test).argmax(1)
+            fid = float((pred == predict(victim, data.x_test).argmax(1)).float().mean())
+            acc = {"test_acc": float((pred == data.y_test).float().mean())}
+            Zoo.append(root, ZooMember(name, label, fam, fam, "tiny-cnn" if i % 2 == 0 else "tiny-cnn-w12", f"members/{name}", kw, metrics=acc, fidelity=fid, sha256=sha256_file(d / "model.safetensors")))
     return Zoo.open(root)
 
 

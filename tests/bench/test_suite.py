@@ -83,6 +83,23 @@ def test_bench_report_end_to_end(tmp_path, victim_dir, tiny_zoo, agree_method):
         assert r["queries_per_suspect"] == 40
         test_names = {m["name"] for m in r["scores"]}
         assert "victim" not in test_names
+    # working copies only: the same scores without the positives keeping < 85 % of the victim's accuracy
+    from modelprint.bench.metrics import recovery
+
+    rec_of = {m.name: recovery(m.metrics, res["victim"]) for m in tiny_zoo.members}
+    left_out = 0
+    for r in runs:
+        w = r["metrics_working"]
+        keep = [m for m in r["scores"] if m["label"] != "positive" or rec_of[m["name"]] is None or rec_of[m["name"]] >= 0.85]
+        if not any(m["label"] == "positive" for m in keep):  # e.g. the tiny soft-label extractions: all broken
+            assert w is None
+            continue
+        assert w["n_left_out"] == len(r["scores"]) - len(keep) and w["min_recovery"] == 0.85
+        again = compute_metrics([m["score"] for m in keep], [1 if m["label"] == "positive" else 0 for m in keep], tuple(r["score_range"]))
+        assert again["auc"] == pytest.approx(w["auc"]) and again["aruc"] == pytest.approx(w["aruc"])
+        left_out += w["n_left_out"]
+    assert left_out > 0  # the tiny extractions keep 50-75 % of the victim's accuracy
+    assert res["summary"]["bench-agree"]["random"]["working"]["n_runs"] == sum(r["split_kind"] == "random" for r in runs)
     # a held-out family never trains the fingerprint
     for r in runs:
         if r["split_kind"] == "family":
@@ -104,7 +121,7 @@ def test_bench_report_end_to_end(tmp_path, victim_dir, tiny_zoo, agree_method):
     abl = res["ablations"]
     assert [r["value"] for r in abl["sweep:bench-agree.n_queries"]["bench-agree"]["rows"]] == [8, 40]
     rec = abl["recovery"]["methods"]["bench-agree"]
-    assert rec["x"] == "fidelity" and rec["points"] and all(p["family"].startswith("extract") for p in rec["points"])
+    assert rec["x"] == "recovery" and rec["points"] and all(p["family"].startswith("extract") for p in rec["points"])
     mod = abl["modifications"]["methods"]["bench-agree"]
     assert {p["family"] for p in mod["points"]} == {"finetune"}
     assert {p["setting"] for p in mod["points"]} == {"random", "unseen family", f"extra: {tiny_zoo.root.name}"}
@@ -118,7 +135,7 @@ def test_bench_report_end_to_end(tmp_path, victim_dir, tiny_zoo, agree_method):
             "auc_vs_queries.png", "tsne_bench-agree.png", "ablation_sweeps.png", "ablation_recovery.png", "ablation_modifications.png"} <= plots
     doc = check_html(out / "report.html")
     text = " ".join(doc.text)
-    for needle in ("Held-out members", "Generalisation", "Per-family breakdown", "UAP Tables 2", "Additional suspects", "AUC versus queries", "Ablations", "What the papers report"):
+    for needle in ("Held-out members", "Generalisation", "Working copies only", "Per-family breakdown", "UAP Tables 2", "Additional suspects", "AUC versus queries", "Ablations", "What the papers report"):
         assert needle in text
     md = (out / "report.md").read_text()
     assert "](plots/roc.png)" in md and "modelprint bench --victim" in md

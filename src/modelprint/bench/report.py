@@ -152,6 +152,26 @@ def build_blocks(res: dict[str, Any], plots: list[dict[str, str]]) -> list[Block
                 row += [f"{fmt(f['auc'])} (min {fmt(f['auc_min'])}, {f['worst_fold']})" if f else "–", fmt(f["aruc"]) if f else "–", fmt(f["tpr@1%fpr"]) if f else "–"]
             rows.append(row)
         B.append(("table", ["method", "AUC random", "ARUC random", "AUC held-out family (mean, worst)", "ARUC family", "TPR@1%FPR family", "AUC held-out arch (mean, worst)", "ARUC arch", "TPR@1%FPR arch"], rows, "Means over folds (and seeds)."))
+
+    # working copies only (the UAP paper's recovery-rate rule)
+    kinds = [k for k in ("random", "family", "arch") if any(k in summ.get(m, {}) for m in methods)]
+    left = {m: {k: (summ.get(m, {}).get(k) or {}).get("working") for k in kinds} for m in methods}
+    if any(w for lm in left.values() for w in lm.values()):
+        B.append(("h", 2, "Working copies only"))
+        n_out = max((w["n_left_out"] for lm in left.values() for w in lm.values() if w), default=0)
+        if n_out == 0:
+            B.append(("p", "Every held-out stolen copy keeps at least 85 % of the victim's test performance (the UAP paper's recovery-rate rule for a copy that counts): the tables above are already working-copy figures."))
+        else:
+            names = {"random": "held-out", "family": "unseen family", "arch": "unseen architecture"}
+            rows = []
+            for m in methods:
+                row = [m]
+                for k in kinds:
+                    w = left[m][k]
+                    row += [fmt(w["auc"]), fmt(w["aruc"]), str(w["n_left_out"])] if w else ["–"] * 3
+                rows.append(row)
+            head = ["method"] + [h for k in kinds for h in (f"AUC {names[k]}", f"ARUC {names[k]}", f"copies left out ({names[k]})")]
+            B.append(("table", head, rows, "The same runs scored without the stolen copies that keep less than 85 % of the victim's test performance (accuracy ratio for classifiers; victim/member error for regressors and generators): a copy broken by pruning or re-training is no working theft. Means over folds (and seeds) that keep a working copy; 'copies left out' counts test members over those runs."))
         for p in by_section.get("generalisation", []):
             B.append(("img", p))
 

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import ModelprintError
 from ..zoo import Zoo, ZooMember, add_training, leave_one_out, partition_for_folds, split_random
 from ..zoo.split import held_out
-from .metrics import auc, compute_metrics, r_at_full_uniqueness, tpr_at_fpr, welch_one_sided
+from .metrics import auc, compute_metrics, r_at_full_uniqueness, recovery, tpr_at_fpr, welch_one_sided
 from .runner import MemberScore, RunResult, score_members
 
 CACHE_VERSION = 1
@@ -432,6 +432,24 @@ def table2(scores: list[dict[str, Any]], zoo: Zoo) -> dict[str, Any]:
 
 # -- aggregation ------------------------------------------------------------------------------------
 SUMMARY_METRICS = ("auc", "aruc", "tpr@1%fpr", "tpr@5%fpr", "r@u=100%", "pos_mean", "neg_mean")
+# a stolen copy counts as a working copy when it keeps at least this share of the victim's performance
+# (the UAP paper's recovery-rate rule, §5.1: an extracted model "recovers" the victim at >= 85 %)
+WORKING_RECOVERY = 0.85
+
+
+def working_metrics(run: dict[str, Any], recoveries: dict[str, float | None], min_recovery: float = WORKING_RECOVERY) -> dict[str, Any] | None:
+    """The run's metrics on working copies only: its test positives that keep less than ``min_recovery``
+    of the victim's performance left out (a thief destroyed by pruning or re-training is no copy anyone
+    needs to flag), negatives and positives of unknown performance kept. ``n_left_out`` says how many;
+    None for failed runs or when a label would be missing."""
+    if run.get("error") or not run.get("scores"):
+        return None
+    keep = [s for s in run["scores"] if s["label"] != "positive" or recoveries.get(s["name"]) is None or recoveries[s["name"]] >= min_recovery]
+    labels = [1 if s["label"] == "positive" else 0 for s in keep]
+    if not 0 < sum(labels) < len(labels):
+        return None
+    out = compute_metrics([s["score"] for s in keep], labels, tuple(run.get("score_range") or (0.0, 1.0)))
+    return {**out, "n_left_out": len(run["scores"]) - len(keep), "min_recovery": min_recovery}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -457,6 +475,10 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 e[k] = float(v.mean()) if len(v) else None
             if kind != "random":
                 e["worst_fold"] = min(kr, key=lambda r: _nan(r["metrics"].get("auc")) if math.isfinite(_nan(r["metrics"].get("auc"))) else 2.0)["split"]
+            wk = [r["metrics_working"] for r in kr if r.get("metrics_working")]
+            if wk:
+                e["working"] = {"n_runs": len(wk), "n_left_out": int(sum(w["n_left_out"] for w in wk)),
+                                **{k: (float(np.nanmean([_nan(w.get(k)) for w in wk])) if any(math.isfinite(_nan(w.get(k))) for w in wk) else None) for k in ("auc", "aruc", "tpr@1%fpr")}}
             entry[kind] = e
         if mr:
             cpu_c = [r["construction_cpu_seconds"] for r in mr if r.get("construction_cpu_seconds") is not None]
@@ -719,6 +741,9 @@ class Bench:
             e["archs"].add(m.arch)
         for e in zoo_fams.values():
             e["archs"] = sorted(e["archs"])
+        recoveries = {m.name: recovery(m.metrics, self.victim_metrics) for m in self.zoo.members} if self.victim_metrics else {}
+        for r in self.runs:
+            r["metrics_working"] = working_metrics(r, recoveries) if recoveries else None
         return _json_safe({
             "format": "modelprint-bench",
             "version": 1,
