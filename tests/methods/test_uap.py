@@ -190,6 +190,39 @@ def test_agreement_floor_guards_implausible_suspects(tiny_victim, cls_data, trai
             get_method("uap", agreement_floor=bad)
 
 
+def test_agreement_weight_mixes_clean_agreement(tmp_path, fp_probs, tiny_victim, random_net, cls_data, train_zoo):
+    from modelprint.methods.uap import combine_views, view_agreements
+
+    # w = 0 (the default, the paper): the member scores are the encoder's similarities
+    cal = fp_probs.meta["calibration"]
+    assert fp_probs.meta["agreement_scale"] is None and set(cal["member_agreement"]) == set(cal["member_scores"])
+    floor = fp_probs.meta["agreement_floor"]
+    assert all(cal["member_scores"][n] == pytest.approx(s) for n, s in cal["member_similarity"].items() if cal["member_agreement"][n] >= floor)
+    fp = get_method("uap", **SMALL, agreement_weight=0.5).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    sc = fp.meta["agreement_scale"]
+    assert set(sc) == {"sim_mean", "sim_std", "agree_mean", "agree_std"} and sc["agree_std"] > 0
+    for net in (copy.deepcopy(tiny_victim), random_net):
+        v, sus = _verify(fp, net, cls_data.task)
+        agrees = view_agreements(fp.fingerprint_outputs(TorchSuspect(net, cls_data.task, mode="probs"))[0], fp.victim_outputs).numpy()
+        sims = np.array(v.details["similarities"])
+        mapped = np.clip(sc["sim_mean"] + sc["sim_std"] * (agrees - sc["agree_mean"]) / sc["agree_std"], -1, 1)
+        assert v.details["values"] == pytest.approx(list(0.5 * sims + 0.5 * mapped), abs=1e-5)
+        mixed = float(np.mean(combine_views(sims, agrees, 0.5, sc)))
+        guarded = "guard" in v.details  # the random net agrees too rarely: scored agreement - 1, below everything
+        assert v.score == pytest.approx(min(mixed, agrees.mean() - 1) if guarded else mixed, abs=1e-5)
+        assert v.details["similarity"] == pytest.approx(sims.mean(), abs=1e-5) and -1 <= v.score <= 1
+    v_copy, _ = _verify(fp, copy.deepcopy(tiny_victim), cls_data.task)
+    v_rand, _ = _verify(fp, random_net, cls_data.task)
+    assert v_copy.decision == "pirated" and v_rand.score < v_copy.score - 0.3
+    fp.save(tmp_path / "fp")
+    a, b = _verify(load_fingerprint(tmp_path / "fp"), random_net, cls_data.task)[0], v_rand
+    assert (a.score, a.p_value, a.decision) == (b.score, b.p_value, b.decision)
+    assert combine_views(np.array([0.2]), np.array([0.9]), 0.0, sc) == pytest.approx([0.2])
+    for bad in (-0.1, 1.5, "x"):
+        with pytest.raises(ModelprintError, match="agreement_weight"):
+            get_method("uap", agreement_weight=bad)
+
+
 def test_disk_cache_resumes_identically(tmp_path, tiny_victim, cls_data, train_zoo):
     from modelprint.methods.uap import clear_caches
 

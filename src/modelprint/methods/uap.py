@@ -44,6 +44,13 @@ Choices where the paper is silent (measured in docs/results/uap.md):
   less than half as often as the least faithful training thief gets score ``min(similarity, agreement − 1)``
   (below every plausible suspect), no p-value, and decision ``independent``, with the reason in the
   verdict. It costs no queries (the clean half of the fingerprint) and never touches plausible suspects.
+* *Clean-anchor agreement as a second signal* (``agreement_weight`` w, our extension; 0 = the paper).
+  The encoder, trained on the zoo's architectures, ranks honest models of an unseen architecture worse
+  than plain closeness to the victim does (docs/results/uap.md). With w > 0 each fingerprint's value is
+  ``(1 − w)·s_j + w·ŝ_j``: ``s_j`` its cosine similarity, ``ŝ_j`` its clean-anchor top-1 agreement with
+  the victim mapped affinely onto the similarity's scale by the training members' cross-fitted means and
+  spreads (``ŝ = μ_s + σ_s (a − μ_a) / σ_a``, clipped to [−1, 1]). The t-test, null, threshold and score
+  then use these values; the verdict keeps the raw similarity and agreement. Costs no queries.
 * ``random_negatives`` random-init copies of the victim's architecture join the training negatives
   (never the calibration): an encoder that only ever saw trained models can map an untrained or
   otherwise out-of-distribution suspect anywhere on the sphere, including next to the victim.
@@ -117,10 +124,13 @@ DEFAULTS: dict[str, Any] = {
     # with the victim's less than this is scored below every plausible model. auto = half the lowest agreement
     # of the zoo's training positives; off = the paper (the encoder's similarity alone); or a number in [0, 1]
     "agreement_floor": "auto",
+    # weight of the clean-anchor agreement (mapped onto the similarity's scale by the training members'
+    # cross-fitted statistics) in each fingerprint's value; 0 = the paper (the encoder's similarity alone)
+    "agreement_weight": 0.0,
     "cache_dir": None,
 }
 _INT_PARAMS = ("n_anchors", "n_views", "n_fingerprints", "uap_samples", "kmeans_samples", "hidden", "embed_dim", "depth", "steps", "batch_size", "calibration_folds", "random_negatives")
-_FLOAT_PARAMS = ("target_fooling", "dropout", "lr", "weight_decay", "temperature", "alpha")
+_FLOAT_PARAMS = ("target_fooling", "dropout", "lr", "weight_decay", "temperature", "alpha", "agreement_weight")
 
 
 def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> dict[str, Any]:
@@ -147,6 +157,8 @@ def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> 
         raise ModelprintError(f"target_fooling={p['target_fooling']} must be in (0, 1]")
     if "alpha" in p and not 0 < p["alpha"] < 1:
         raise ModelprintError(f"alpha={p['alpha']} must be in (0, 1)")
+    if "agreement_weight" in p and not 0 <= p["agreement_weight"] <= 1:
+        raise ModelprintError(f"agreement_weight={p['agreement_weight']} must be in [0, 1]", fix="0 = the encoder's similarity alone (the paper), 1 = clean-anchor agreement alone")
     if "dropout" in p and not 0 <= p["dropout"] < 1:
         raise ModelprintError(f"dropout={p['dropout']} must be in [0, 1)")
     if "n_views" in p and "n_fingerprints" in p and p["n_fingerprints"] > p["n_views"]:
@@ -338,7 +350,34 @@ def view_similarities(enc: nn.Module, suspect_views: torch.Tensor, victim_views:
 def label_agreement(outputs: torch.Tensor, victim_outputs: torch.Tensor, half: int = 0) -> float:
     """Share of fingerprint queries ([m, n, 2, C]; ``half`` 0 = clean anchors, 1 = UAP-perturbed) on which
     two models' top-1 answers agree."""
-    return float((outputs[:, :, half].argmax(-1) == victim_outputs[:, :, half].argmax(-1)).float().mean())
+    return float(view_agreements(outputs, victim_outputs, half).mean())
+
+
+def view_agreements(outputs: torch.Tensor, victim_outputs: torch.Tensor, half: int = 0) -> torch.Tensor:
+    """Top-1 agreement per fingerprint [m] (share of its ``n`` anchors on which the two models agree)."""
+    return (outputs[:, :, half].argmax(-1) == victim_outputs[:, :, half].argmax(-1)).float().mean(1)
+
+
+def combine_views(similarities: np.ndarray, agreements: np.ndarray, weight: float, scale: dict[str, float] | None) -> np.ndarray:
+    """Per-fingerprint values ``(1 − w)·s + w·ŝ`` with ``ŝ`` the agreement mapped onto the similarity's
+    scale (``scale``: the training members' ``sim_mean``/``sim_std``/``agree_mean``/``agree_std``) and
+    clipped to [−1, 1]; the similarities unchanged when ``w = 0`` or there is no scale."""
+    s = np.asarray(similarities)
+    if not weight or not scale:
+        return s
+    s = s.astype(float)
+    mapped = scale["sim_mean"] + scale["sim_std"] * (np.asarray(agreements, float) - scale["agree_mean"]) / scale["agree_std"]
+    return (1.0 - weight) * s + weight * np.clip(mapped, -1.0, 1.0)
+
+
+def agreement_scale(similarity: list[float], agreement: list[float]) -> dict[str, float] | None:
+    """The affine map of :func:`combine_views` from per-member mean similarities and agreements (the
+    training members' cross-fitted values); None when they cannot define one (fewer than two members or
+    all agreements equal)."""
+    s, a = np.asarray(similarity, float), np.asarray(agreement, float)
+    if len(s) < 2 or not a.std() > 0:
+        return None
+    return {"sim_mean": float(s.mean()), "sim_std": float(s.std()) or 1.0, "agree_mean": float(a.mean()), "agree_std": float(a.std())}
 
 
 def guarded_score(similarity: float, agreement: float) -> float:
@@ -557,12 +596,15 @@ class UAPFingerprint(Fingerprint):
         m = self.fingerprints_affordable(suspect)
         outs, evidence = self.fingerprint_outputs(suspect, m)
         sims = self.similarities(outs).numpy().astype(float)
-        score = float(sims.mean())
+        agrees = view_agreements(outs, self.victim_outputs[:m]).numpy().astype(float)
+        weight = float(self.params.get("agreement_weight", 0.0) or 0.0)
+        values = combine_views(sims, agrees, weight, self.meta.get("agreement_scale"))
+        score = float(values.mean())
         null = self.null_similarities.numpy().astype(float)
-        p = welch_one_sided(sims, null) if len(null) >= 2 else None
+        p = welch_one_sided(values, null) if len(null) >= 2 else None
         if p is not None and not np.isfinite(p):
             p = None
-        agreement = label_agreement(outs, self.victim_outputs[:m])
+        agreement = float(agrees.mean())
         floor = self.meta.get("agreement_floor")
         guarded = floor is not None and agreement < floor
         details: dict[str, Any] = {}
@@ -572,6 +614,8 @@ class UAPFingerprint(Fingerprint):
             details["note"] = (f"clean-anchor agreement with the victim {agreement:.3f} is below the floor {floor:.3f}: not a functional copy; "
                                f"similarity {score:.4f} replaced by {guarded_score(score, agreement):.4f}, no t-test")
             score, p = guarded_score(score, agreement), None
+        if weight and self.meta.get("agreement_scale"):
+            details |= {"similarity": float(sims.mean()), "agreement_weight": weight, "values": [round(float(v), 6) for v in values]}
         details |= {
             "similarities": [round(float(s), 6) for s in sims],
             "similarity_std": float(sims.std()),
@@ -791,17 +835,10 @@ class UAPMethod(Method):
         # -- calibration by cross-fitting -----------------------------------------------------------
         kind = p["encoder_input"]
         t_e = time.perf_counter()
-        oof_scores: dict[str, float] = {}
-        null: list[float] = []
-        pos_sims: list[float] = []
+        oof_sims: dict[str, np.ndarray] = {}  # per-fingerprint similarities, each member by an encoder that did not see it
 
         def score_member(enc: nn.Module, name: str, lab: int, f: torch.Tensor) -> None:
-            s = view_similarities(enc, verify_views(f), vic_views, kind).numpy()
-            if floor is not None and agree[name] < floor:  # guarded: never reaches the t-test, so stays out of its null
-                oof_scores[name] = guarded_score(float(s.mean()), agree[name])
-            else:
-                oof_scores[name] = float(s.mean())
-                (null if lab == 1 else pos_sims).extend(s.tolist())
+            oof_sims[name] = view_similarities(enc, verify_views(f), vic_views, kind).numpy()
         others = models[1:]
         labels = np.array([lab for _, lab, _ in others])
         folds = min(p["calibration_folds"], int(np.bincount(labels, minlength=2).min()))
@@ -822,6 +859,21 @@ class UAPMethod(Method):
                 score_member(encoder, *member)
         t_enc = time.perf_counter() - t_e
         lab_of = {name: lab for name, lab, _ in others}
+        # per-fingerprint values (the similarity, or its mix with the clean agreement), scores and the null;
+        # guarded members never reach the t-test, so they stay out of the null and out of the agreement scale
+        view_agree = {name: view_agreements(fingerprints_of(f), vic_out).numpy().astype(float) for name, _, f in others}
+        plausible = [nm for nm in oof_sims if floor is None or agree[nm] >= floor]
+        scale = agreement_scale([float(oof_sims[nm].mean()) for nm in plausible], [agree[nm] for nm in plausible]) if p["agreement_weight"] > 0 else None
+        oof_scores: dict[str, float] = {}
+        null: list[float] = []
+        for nm, s in oof_sims.items():
+            values = combine_views(s, view_agree[nm], p["agreement_weight"], scale)
+            if nm in plausible:
+                oof_scores[nm] = float(values.mean())
+                if lab_of[nm] == 1:
+                    null.extend(values.tolist())
+            else:
+                oof_scores[nm] = guarded_score(float(values.mean()), agree[nm])
         pos_scores = np.array([s for nm, s in oof_scores.items() if lab_of[nm] == 0])
         neg_scores = np.array([s for nm, s in oof_scores.items() if lab_of[nm] == 1])
         threshold = calibrate_threshold(pos_scores, neg_scores)
@@ -838,7 +890,10 @@ class UAPMethod(Method):
                 "pos_mean": float(pos_scores.mean()) if len(pos_scores) else None, "neg_mean": float(neg_scores.mean()) if len(neg_scores) else None,
                 "neg_max": float(neg_scores.max()) if len(neg_scores) else None, "pos_min": float(pos_scores.min()) if len(pos_scores) else None,
                 "member_scores": oof_scores,
+                "member_similarity": {nm: float(s.mean()) for nm, s in oof_sims.items()},
+                "member_agreement": {nm: agree[nm] for nm in oof_sims},
             },
+            "agreement_scale": scale,
             "victim_self_similarity": self_sim,
             "agreement_floor": floor,
             "train_positive_agreement": {"min": min(pos_agree), "median": float(np.median(pos_agree))} if pos_agree else None,
