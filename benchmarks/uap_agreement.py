@@ -3,10 +3,18 @@ architectures)? Every ``uap`` verdict reports ``label_agreement_clean`` — how 
 on the clean anchor points (the 2 000 un-perturbed queries of its 4 000) match the victim's. This reads
 finished bench results and prints AUC per split kind (per-seed mean over folds, median over seeds) for
 the encoder similarity, the agreement alone, and their rank mean on each fold's test members (a
-transductive, offline check: a deployable combination would standardise against training members).
+transductive, offline check: it ranks the test members against each other).
 
     python benchmarks/uap_agreement.py runs/bench-fmnist-xl-s6-seed0/results.json runs/bench-fmnist-xl-s6-seed1/results.json \
         runs/bench-fmnist-xl-s6-seed2/results.json
+
+``--weights 0,0.25,0.5,0.75,1`` instead sweeps the deployable mix (``agreement_weight``, the mapping of
+the agreement onto the similarity's scale taken from each fold's fingerprint, i.e. from its training
+members only) on benches run with ``-p uap.agreement_weight=W`` for any W > 0. The mix is applied to the
+means over fingerprints (the method mixes and clips per fingerprint; the printed ``check`` column is the
+AUC of the stored scores, to compare with this approximation at the bench's own W). ``--scale
+negatives --zoo DIR`` maps the agreement with the training *negatives'* means and spreads instead of all
+training members' (the method's choice), from the cross-fitted values each fingerprint stores.
 """
 from __future__ import annotations
 
@@ -23,34 +31,82 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-def main(argv: list[str] | None = None) -> None:
-    from modelprint.bench.metrics import auc
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+", help="bench results.json files (any seeds)")
-    a = ap.parse_args(argv)
-    res: dict[str, dict[tuple[str, int], list[float]]] = defaultdict(lambda: defaultdict(list))
-    for path in a.results:
+def _runs(paths: list[str]):
+    for path in paths:
         for r in json.loads(Path(path).read_text())["runs"]:
-            if r["method"] != "uap" or r.get("error"):
+            if r["method"] != "uap" or r.get("error") or r.get("tag"):
                 continue
             kind = "random" if r["split"] == "random" else r["split"].split(":")[0]
-            sc = r["scores"]
-            y = np.array([s["label"] == "positive" for s in sc], int)
-            u = np.array([s["score"] for s in sc], float)
-            agree = np.array([s["details"].get("label_agreement_clean", np.nan) for s in sc], float)
-            if np.isnan(agree).any() or y.min() == y.max():
+            y = np.array([s["label"] == "positive" for s in r["scores"]], int)
+            if y.min() == y.max():
                 continue
-            for name, v in (("uap", u), ("agreement", agree), ("rank-mean", (rankdata(u) + rankdata(agree)) / 2)):
-                res[kind][(name, int(r["seed"]))].append(auc(v, y))
-    print("| split kind | uap similarity | clean-anchor agreement | rank mean |")
-    print("|---|---|---|---|")
+            yield kind, r, y
+
+
+def _table(res: dict[str, dict[tuple[str, int], list[float]]], names: list[str], header: list[str]) -> None:
+    print("| split kind | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
     for kind in ("random", "family", "arch"):
         cells = []
-        for name in ("uap", "agreement", "rank-mean"):
+        for name in names:
             per_seed = [statistics.mean(v) for (n, _), v in sorted(res[kind].items()) if n == name]
             cells.append(f"{statistics.median(per_seed):.3f}" if per_seed else "–")
         print(f"| {kind} | " + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from modelprint.bench.metrics import auc
+    from modelprint.methods.uap import guarded_score
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+", help="bench results.json files (any seeds)")
+    ap.add_argument("--weights", default=None, help="comma-separated agreement weights to sweep (benches run with agreement_weight > 0)")
+    ap.add_argument("--scale", choices=("members", "negatives"), default="members", help="with --weights: the statistics the agreement is mapped with")
+    ap.add_argument("--zoo", default=None, help="with --scale negatives: the zoo the bench trained on (member labels)")
+    a = ap.parse_args(argv)
+    res: dict[str, dict[tuple[str, int], list[float]]] = defaultdict(lambda: defaultdict(list))
+    if a.weights is None:
+        for kind, r, y in _runs(a.results):
+            sc = r["scores"]
+            u = np.array([s["score"] for s in sc], float)
+            agree = np.array([s["details"].get("label_agreement_clean", np.nan) for s in sc], float)
+            if np.isnan(agree).any():
+                continue
+            for name, v in (("uap", u), ("agreement", agree), ("rank-mean", (rankdata(u) + rankdata(agree)) / 2)):
+                res[kind][(name, int(r["seed"]))].append(auc(v, y))
+        _table(res, ["uap", "agreement", "rank-mean"], ["uap similarity", "clean-anchor agreement", "rank mean"])
+        return
+    weights = [float(w) for w in a.weights.split(",")]
+    labels: dict[str, str] = {}
+    if a.scale == "negatives":
+        if not a.zoo:
+            raise SystemExit("--scale negatives needs --zoo (the member labels)")
+        from modelprint.zoo import Zoo
+
+        labels = {m.name: m.label for m in Zoo.open(a.zoo).members}
+    for kind, r, y in _runs(a.results):
+        meta = json.loads((Path(r["fingerprint"]) / "fingerprint.json").read_text())["meta"]
+        sc = meta.get("agreement_scale")
+        if not sc:
+            raise SystemExit(f"{r['fingerprint']}: no agreement_scale (fitted with agreement_weight=0?); run the bench with -p uap.agreement_weight=0.5")
+        floor = meta.get("agreement_floor")
+        if a.scale == "negatives":
+            cal = meta["calibration"]
+            neg = [n for n in cal["member_similarity"] if labels.get(n) == "negative" and (floor is None or cal["member_agreement"][n] >= floor)]
+            ns, na = np.array([cal["member_similarity"][n] for n in neg]), np.array([cal["member_agreement"][n] for n in neg])
+            sc = {"sim_mean": float(ns.mean()), "sim_std": float(ns.std()) or 1.0, "agree_mean": float(na.mean()), "agree_std": float(na.std()) or 1.0}
+        sim = np.array([s["details"].get("similarity", s["details"].get("guard", {}).get("similarity", np.nan)) for s in r["scores"]], float)
+        agree = np.array([s["details"]["label_agreement_clean"] for s in r["scores"]], float)
+        mapped = np.clip(sc["sim_mean"] + sc["sim_std"] * (agree - sc["agree_mean"]) / sc["agree_std"], -1, 1)
+        seed = int(r["seed"])
+        res[kind][("check", seed)].append(auc([s["score"] for s in r["scores"]], y))
+        for w in weights:
+            mix = (1 - w) * sim + w * mapped
+            if floor is not None:
+                mix = np.array([guarded_score(m, g) if g < floor else m for m, g in zip(mix, agree)])
+            res[kind][(f"w={w:g}", seed)].append(auc(mix, y))
+    names = [f"w={w:g}" for w in weights] + ["check"]
+    _table(res, names, names[:-1] + ["stored scores (check)"])
 
 
 if __name__ == "__main__":

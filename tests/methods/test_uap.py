@@ -193,14 +193,20 @@ def test_agreement_floor_guards_implausible_suspects(tiny_victim, cls_data, trai
 def test_agreement_weight_mixes_clean_agreement(tmp_path, fp_probs, tiny_victim, random_net, cls_data, train_zoo):
     from modelprint.methods.uap import combine_views, view_agreements
 
-    # w = 0 (the default, the paper): the member scores are the encoder's similarities
-    cal = fp_probs.meta["calibration"]
-    assert fp_probs.meta["agreement_scale"] is None and set(cal["member_agreement"]) == set(cal["member_scores"])
-    floor = fp_probs.meta["agreement_floor"]
+    # w = 0 (the paper): the member scores are the encoder's similarities
+    fp0 = get_method("uap", **SMALL, agreement_weight=0).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    cal = fp0.meta["calibration"]
+    assert fp0.meta["agreement_scale"] is None and set(cal["member_agreement"]) == set(cal["member_scores"])
+    floor = fp0.meta["agreement_floor"]
     assert all(cal["member_scores"][n] == pytest.approx(s) for n, s in cal["member_similarity"].items() if cal["member_agreement"][n] >= floor)
+    assert "values" not in _verify(fp0, random_net, cls_data.task)[0].details
+    # the default mixes in a quarter of the mapped agreement; 0.5 here
+    assert DEFAULTS["agreement_weight"] == 0.25 and fp_probs.meta["agreement_scale"] is not None
     fp = get_method("uap", **SMALL, agreement_weight=0.5).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
     sc = fp.meta["agreement_scale"]
     assert set(sc) == {"sim_mean", "sim_std", "agree_mean", "agree_std"} and sc["agree_std"] > 0
+    # the encoder and the similarities do not depend on the weight: only the mix does
+    assert fp.meta["calibration"]["member_similarity"] == cal["member_similarity"]
     for net in (copy.deepcopy(tiny_victim), random_net):
         v, sus = _verify(fp, net, cls_data.task)
         agrees = view_agreements(fp.fingerprint_outputs(TorchSuspect(net, cls_data.task, mode="probs"))[0], fp.victim_outputs).numpy()
