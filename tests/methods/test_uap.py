@@ -179,7 +179,7 @@ def test_agreement_floor_guards_implausible_suspects(tiny_victim, cls_data, trai
     assert floor == pytest.approx(0.5 * fp.meta["train_positive_agreement"]["min"]) and 0 < floor <= 0.5
     v, _ = _verify(fp, contrary, cls_data.task)
     g = v.details["guard"]
-    assert g["clean_label_agreement"] < floor and v.score == pytest.approx(min(g["similarity"], g["clean_label_agreement"] - 1))
+    assert g["clean_label_agreement"] < floor and v.score == pytest.approx(min(g["score_before_guard"], g["clean_label_agreement"] - 1))
     assert v.decision == "independent" and v.p_value is None and "below the floor" in v.details["note"]
     v_copy, _ = _verify(fp, copy.deepcopy(tiny_victim), cls_data.task)
     assert "guard" not in v_copy.details and v_copy.score == pytest.approx(1.0, abs=1e-5)

@@ -613,10 +613,10 @@ class UAPFingerprint(Fingerprint):
         guarded = floor is not None and agreement < floor
         details: dict[str, Any] = {}
         if guarded:
-            details["guard"] = {"clean_label_agreement": agreement, "floor": floor, "similarity": score, "p_value_similarity": p,
+            details["guard"] = {"clean_label_agreement": agreement, "floor": floor, "similarity": float(sims.mean()), "score_before_guard": score, "p_value_similarity": p,
                                 "why": "its answers on the clean anchors agree with the victim's less than any functional copy's would"}
             details["note"] = (f"clean-anchor agreement with the victim {agreement:.3f} is below the floor {floor:.3f}: not a functional copy; "
-                               f"similarity {score:.4f} replaced by {guarded_score(score, agreement):.4f}, no t-test")
+                               f"score {score:.4f} replaced by {guarded_score(score, agreement):.4f}, no t-test")
             score, p = guarded_score(score, agreement), None
         if weight and self.meta.get("agreement_scale"):
             details |= {"similarity": float(sims.mean()), "agreement_weight": weight, "values": [round(float(v), 6) for v in values]}
