@@ -53,7 +53,8 @@ Choices where the paper is silent (measured in docs/results/uap.md):
   spreads (``ŝ = μ_s + σ_s (a − μ_a) / σ_a``, clipped to [−1, 1]). The t-test, null, threshold and score
   then use these values; the verdict keeps the raw similarity and agreement. Costs no queries. On
   FashionMNIST (fmnist-xl, every fold × 3 seeds) w = 0.25 raised the unseen-architecture AUC 0.849 →
-  0.887 without lowering held-out or unseen-family AUC; 0.5 reaches 0.910 but costs held-out TPR at 1 % FPR.
+  0.887 and its worst fold on every zoo tried; held-out / unseen-family AUC moved −0.018 … +0.006
+  (zoo-dependent); 0.5 reaches 0.910 but costs held-out AUC and TPR at 1 % FPR.
 * ``random_negatives`` random-init copies of the victim's architecture join the training negatives
   (never the calibration): an encoder that only ever saw trained models can map an untrained or
   otherwise out-of-distribution suspect anywhere on the sphere, including next to the victim.
@@ -129,7 +130,7 @@ DEFAULTS: dict[str, Any] = {
     "agreement_floor": "auto",
     # weight of the clean-anchor agreement (mapped onto the similarity's scale by the training members'
     # cross-fitted statistics) in each fingerprint's value; 0 = the paper (the encoder's similarity alone).
-    # 0.25: better on unseen architectures, no worse elsewhere (docs/results/uap.md, "agreement weight")
+    # 0.25: better on unseen architectures, within ~0.02 elsewhere (docs/results/uap.md, "agreement weight")
     "agreement_weight": 0.25,
     "cache_dir": None,
 }
