@@ -56,7 +56,7 @@ def _table(res: dict[str, dict[tuple[str, int], list[float]]], names: list[str],
 
 def main(argv: list[str] | None = None) -> None:
     from modelprint.bench.metrics import auc
-    from modelprint.methods.uap import guarded_score
+    from modelprint.methods.uap import agreement_scale, combine_views, guarded_score
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", help="bench results.json files (any seeds)")
@@ -93,15 +93,15 @@ def main(argv: list[str] | None = None) -> None:
         if a.scale == "negatives":
             cal = meta["calibration"]
             neg = [n for n in cal["member_similarity"] if labels.get(n) == "negative" and (floor is None or cal["member_agreement"][n] >= floor)]
-            ns, na = np.array([cal["member_similarity"][n] for n in neg]), np.array([cal["member_agreement"][n] for n in neg])
-            sc = {"sim_mean": float(ns.mean()), "sim_std": float(ns.std()) or 1.0, "agree_mean": float(na.mean()), "agree_std": float(na.std()) or 1.0}
+            sc = agreement_scale([cal["member_similarity"][n] for n in neg], [cal["member_agreement"][n] for n in neg])
+            if sc is None:
+                raise SystemExit(f"{r['fingerprint']}: fewer than two plausible training negatives, or all agree equally: no negatives' scale")
         sim = np.array([s["details"].get("similarity", s["details"].get("guard", {}).get("similarity", np.nan)) for s in r["scores"]], float)
         agree = np.array([s["details"]["label_agreement_clean"] for s in r["scores"]], float)
-        mapped = np.clip(sc["sim_mean"] + sc["sim_std"] * (agree - sc["agree_mean"]) / sc["agree_std"], -1, 1)
         seed = int(r["seed"])
         res[kind][("check", seed)].append(auc([s["score"] for s in r["scores"]], y))
         for w in weights:
-            mix = (1 - w) * sim + w * mapped
+            mix = combine_views(sim, agree, w, sc)
             if floor is not None:
                 mix = np.array([guarded_score(m, g) if g < floor else m for m, g in zip(mix, agree)])
             res[kind][(f"w={w:g}", seed)].append(auc(mix, y))

@@ -828,7 +828,8 @@ class UAPMethod(Method):
         vic_out = fingerprints_of(victim_feats).contiguous()
         vic_views = vic_out.reshape(mcount, -1)
         # -- functional-plausibility floor from the training positives' clean agreement -------------
-        agree = {name: label_agreement(fingerprints_of(f), vic_out) for name, _, f in models[1:]}
+        view_agree = {name: view_agreements(fingerprints_of(f), vic_out) for name, _, f in models[1:]}  # per fingerprint
+        agree = {name: float(a.mean()) for name, a in view_agree.items()}
         pos_agree = [agree[name] for name, lab, _ in models[1:] if lab == 0]
         if p["agreement_floor"] == "off" or not pos_agree:
             floor = None
@@ -866,13 +867,12 @@ class UAPMethod(Method):
         lab_of = {name: lab for name, lab, _ in others}
         # per-fingerprint values (the similarity, or its mix with the clean agreement), scores and the null;
         # guarded members never reach the t-test, so they stay out of the null and out of the agreement scale
-        view_agree = {name: view_agreements(fingerprints_of(f), vic_out).numpy().astype(float) for name, _, f in others}
         plausible = [nm for nm in oof_sims if floor is None or agree[nm] >= floor]
         scale = agreement_scale([float(oof_sims[nm].mean()) for nm in plausible], [agree[nm] for nm in plausible]) if p["agreement_weight"] > 0 else None
         oof_scores: dict[str, float] = {}
         null: list[float] = []
         for nm, s in oof_sims.items():
-            values = combine_views(s, view_agree[nm], p["agreement_weight"], scale)
+            values = combine_views(s, view_agree[nm].numpy().astype(float), p["agreement_weight"], scale)
             if nm in plausible:
                 oof_scores[nm] = float(values.mean())
                 if lab_of[nm] == 1:
