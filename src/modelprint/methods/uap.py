@@ -53,8 +53,8 @@ Choices where the paper is silent (measured in docs/results/uap.md):
   spreads (``ŝ = μ_s + σ_s (a − μ_a) / σ_a``, clipped to [−1, 1]). The t-test, null, threshold and score
   then use these values; the verdict keeps the raw similarity and agreement. Costs no queries. On
   FashionMNIST (fmnist-xl, every fold × 3 seeds) w = 0.25 raised the unseen-architecture AUC 0.849 →
-  0.887 and its worst fold on every zoo tried; held-out / unseen-family AUC moved −0.018 … +0.006
-  (zoo-dependent); 0.5 reaches 0.910 but costs held-out AUC and TPR at 1 % FPR.
+  0.887 and its worst fold on every zoo tried; held-out / unseen-family AUC medians moved −0.012 … +0.013
+  (three zoos, three seeds); 0.5 reaches 0.910 but costs held-out AUC and TPR at 1 % FPR.
 * ``random_negatives`` random-init copies of the victim's architecture join the training negatives
   (never the calibration): an encoder that only ever saw trained models can map an untrained or
   otherwise out-of-distribution suspect anywhere on the sphere, including next to the victim.
