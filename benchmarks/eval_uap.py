@@ -48,6 +48,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "uap-sgd": ("uap", {"uap_algorithm": "sgd"}),
     "uap-linf": ("uap", {"norm": "inf"}),
     "uap-insample": ("uap", {"calibration_folds": 0}),
+    "uap-paper-anchors": ("uap", {"anchor_pool": "all", "agreement_weight": 0}),  # the default before the tenth session's anchors and mix
     "uap-miscls": ("uap", {"anchor_pool": "misclassified"}),
     "uap-miscls-relative": ("uap", {"anchor_pool": "misclassified", "encoder_input": "relative"}),
     "uap-relative": ("uap", {"encoder_input": "relative"}),

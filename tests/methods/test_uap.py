@@ -200,9 +200,13 @@ def test_agreement_weight_mixes_clean_agreement(tmp_path, fp_probs, tiny_victim,
     floor = fp0.meta["agreement_floor"]
     assert all(cal["member_scores"][n] == pytest.approx(s) for n, s in cal["member_similarity"].items() if cal["member_agreement"][n] >= floor)
     assert "values" not in _verify(fp0, random_net, cls_data.task)[0].details
-    # the default mixes in a quarter of the mapped agreement; 0.5 here
-    assert DEFAULTS["agreement_weight"] == 0.25 and fp_probs.meta["agreement_scale"] is not None
+    # the default picks the weight by the anchor pool the fit used and stores the number; 0.5 here
+    from modelprint.methods.uap import AUTO_AGREEMENT_WEIGHT
+
+    assert DEFAULTS["agreement_weight"] == "auto" and fp_probs.meta["agreement_scale"] is not None
+    assert fp_probs.meta["agreement_weight_auto"] and fp_probs.params["agreement_weight"] == AUTO_AGREEMENT_WEIGHT[fp_probs.meta["anchor_pool"]]
     fp = get_method("uap", **SMALL, agreement_weight=0.5).fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    assert not fp.meta["agreement_weight_auto"] and fp.params["agreement_weight"] == 0.5
     sc = fp.meta["agreement_scale"]
     assert set(sc) == {"sim_mean", "sim_std", "agree_mean", "agree_std"} and sc["agree_std"] > 0
     # the encoder and the similarities do not depend on the weight: only the mix does
@@ -332,3 +336,24 @@ def test_misclassified_anchor_pool(tiny_victim, cls_data, train_zoo, random_net)
         get_method("uap", **{**p, "n_anchors": 500}, anchor_pool="misclassified").fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
     with pytest.raises(ModelprintError, match="anchor_pool"):
         get_method("uap", anchor_pool="hard")
+
+
+def test_auto_anchor_pool(tiny_victim, cls_data, train_zoo):
+    """anchor_pool=auto uses the misclassified points when the victim errs on at least
+    AUTO_MISCLASSIFIED_PER_ANCHOR per anchor, and falls back to all points (no error) when it does not."""
+    from modelprint.methods.uap import AUTO_MISCLASSIFIED_PER_ANCHOR
+
+    with torch.no_grad():
+        wrong = int((tiny_victim.eval()(cls_data.x_train.float()).argmax(-1) != cls_data.y_train.long()).sum())
+    few = max(1, wrong // AUTO_MISCLASSIFIED_PER_ANCHOR)  # enough errors for this many anchors
+    assert 2 <= few < len(cls_data.x_train) // 4, "the tiny victim must err on some, not most, training points"
+    base = {**SMALL, "n_views": 3, "n_fingerprints": 2, "kmeans_samples": len(cls_data.x_train)}
+    del base["n_anchors"]
+    fp = get_method("uap", **base, n_anchors=few, anchor_pool="auto").fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    assert fp.meta["anchor_pool"] == "misclassified" and fp.meta["misclassified_points"] == wrong
+    with torch.no_grad():
+        pred = tiny_victim.eval()(cls_data.x_train[fp.extra["anchor_index"]].float()).argmax(-1)
+    assert (pred != cls_data.y_train[fp.extra["anchor_index"]].long()).all()
+    many = wrong // AUTO_MISCLASSIFIED_PER_ANCHOR + 1  # too few errors per anchor: the paper's pool
+    fp = get_method("uap", **base, n_anchors=many, anchor_pool="auto").fit(tiny_victim, cls_data.task, cls_data, train_zoo, device="cpu", seed=0)
+    assert fp.meta["anchor_pool"] == "all" and fp.meta["clustered_points"] == len(cls_data.x_train)
