@@ -41,7 +41,9 @@ Choices where the paper is silent (measured in docs/results/uap.md):
   dozen models and says nothing reliable about models unlike them: on ``fmnist-wide`` it gave an MNIST
   digit classifier (7.6 % top-1 agreement with the victim on the anchors) similarity 0.995. A pirated
   model is by definition a working copy, so a suspect whose clean-anchor answers agree with the victim's
-  less than half as often as the least faithful training thief gets score ``min(similarity, agreement − 1)``
+  less than half as often as the training thieves' 5th percentile (not their minimum: one broken copy in
+  the zoo would pull the floor down to chance agreement on misclassified anchors) gets score
+  ``min(similarity, agreement − 1)``
   (below every plausible suspect), no p-value, and decision ``independent``, with the reason in the
   verdict. It costs no queries (the clean half of the fingerprint) and never touches plausible suspects.
 * *Clean-anchor agreement as a second signal* (``agreement_weight`` w, our extension; default ``auto``:
@@ -134,8 +136,9 @@ DEFAULTS: dict[str, Any] = {
     "calibration_folds": 3,
     "random_negatives": 4,  # random-init copies of the victim's architecture added as training negatives
     # functional-plausibility guard (our extension): a suspect whose top-1 answers on the clean anchors agree
-    # with the victim's less than this is scored below every plausible model. auto = half the lowest agreement
-    # of the zoo's training positives; off = the paper (the encoder's similarity alone); or a number in [0, 1]
+    # with the victim's less than this is scored below every plausible model. auto = half the 5th percentile
+    # of the zoo's training positives' agreement (FLOOR_PERCENTILE); off = the paper (the encoder's
+    # similarity alone); or a number in [0, 1]
     "agreement_floor": "auto",
     # weight of the clean-anchor agreement (mapped onto the similarity's scale by the training members'
     # cross-fitted statistics) in each fingerprint's value; 0 = the paper (the encoder's similarity alone).
@@ -151,6 +154,8 @@ ANCHOR_POOLS = ("all", "misclassified", "auto")
 # anchor_pool=auto clusters only the misclassified training points when there are at least this many per
 # anchor (so each cluster holds several distinct points for its views), else all points (the paper)
 AUTO_MISCLASSIFIED_PER_ANCHOR = 5
+# agreement_floor=auto: half this percentile of the training positives' clean agreement
+FLOOR_PERCENTILE = 5
 # agreement_weight=auto, by the anchor pool a fit used: the clean agreement on the victim's own mistakes is
 # a stronger signal than on K-means centres of all points (docs/results/uap.md, "Misclassified anchors
 # with the agreement mix"), so it gets more weight
@@ -864,7 +869,7 @@ class UAPMethod(Method):
         if p["agreement_floor"] == "off" or not pos_agree:
             floor = None
         elif p["agreement_floor"] == "auto":
-            floor = 0.5 * min(pos_agree)
+            floor = 0.5 * float(np.percentile(pos_agree, FLOOR_PERCENTILE))
         else:
             floor = float(p["agreement_floor"])
 
@@ -932,7 +937,7 @@ class UAPMethod(Method):
             "agreement_weight_auto": weight_auto,
             "victim_self_similarity": self_sim,
             "agreement_floor": floor,
-            "train_positive_agreement": {"min": min(pos_agree), "median": float(np.median(pos_agree))} if pos_agree else None,
+            "train_positive_agreement": {"min": min(pos_agree), f"p{FLOOR_PERCENTILE}": float(np.percentile(pos_agree, FLOOR_PERCENTILE)), "median": float(np.median(pos_agree))} if pos_agree else None,
             "train_members": {"positive": len(pos), "negative": len(neg), "random_init_negatives": len(synthetic)},
             "fit_queries": int(fit_queries),
             "seconds": {"pool": pool["info"]["anchor_seconds"] + pool["info"]["uap"]["seconds"] + pool["info"]["perturb_seconds"], "zoo_queries": t_query, "encoder": t_enc},
