@@ -148,7 +148,7 @@ DEFAULTS: dict[str, Any] = {
     "cache_dir": None,
 }
 _INT_PARAMS = ("n_anchors", "n_views", "n_fingerprints", "uap_samples", "kmeans_samples", "hidden", "embed_dim", "depth", "steps", "batch_size", "calibration_folds", "random_negatives")
-_FLOAT_PARAMS = ("target_fooling", "dropout", "lr", "weight_decay", "temperature", "alpha", "agreement_weight")
+_FLOAT_PARAMS = ("target_fooling", "dropout", "lr", "weight_decay", "temperature", "alpha")
 
 
 ANCHOR_POOLS = ("all", "misclassified", "auto")
@@ -178,7 +178,7 @@ def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> 
             if p[k] < lo:
                 raise ModelprintError(f"parameter {k}={p[k]} must be >= {lo}")
     for k in _FLOAT_PARAMS:
-        if k in p and not (k == "agreement_weight" and p[k] == "auto"):
+        if k in p:
             try:
                 p[k] = float(p[k])
             except (TypeError, ValueError):
@@ -187,8 +187,13 @@ def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> 
         raise ModelprintError(f"target_fooling={p['target_fooling']} must be in (0, 1]")
     if "alpha" in p and not 0 < p["alpha"] < 1:
         raise ModelprintError(f"alpha={p['alpha']} must be in (0, 1)")
-    if "agreement_weight" in p and p["agreement_weight"] != "auto" and not 0 <= p["agreement_weight"] <= 1:
-        raise ModelprintError(f"agreement_weight={p['agreement_weight']} must be in [0, 1]", fix="auto, 0 = the encoder's similarity alone (the paper), 1 = clean-anchor agreement alone")
+    if "agreement_weight" in p and p["agreement_weight"] != "auto":  # auto or a number, as agreement_floor below
+        try:
+            p["agreement_weight"] = float(p["agreement_weight"])
+        except (TypeError, ValueError):
+            raise ModelprintError(f"parameter agreement_weight={p['agreement_weight']!r} is not a number") from None
+        if not 0 <= p["agreement_weight"] <= 1:
+            raise ModelprintError(f"agreement_weight={p['agreement_weight']} must be in [0, 1]", fix="auto, 0 = the encoder's similarity alone (the paper), 1 = clean-anchor agreement alone")
     if "dropout" in p and not 0 <= p["dropout"] < 1:
         raise ModelprintError(f"dropout={p['dropout']} must be in [0, 1)")
     if "n_views" in p and "n_fingerprints" in p and p["n_fingerprints"] > p["n_views"]:
@@ -867,10 +872,11 @@ class UAPMethod(Method):
         view_agree = {name: view_agreements(fingerprints_of(f), vic_out) for name, _, f in models[1:]}  # per fingerprint
         agree = {name: float(a.mean()) for name, a in view_agree.items()}
         pos_agree = [agree[name] for name, lab, _ in models[1:] if lab == 0]
+        pos_agree_pct = float(np.percentile(pos_agree, FLOOR_PERCENTILE)) if pos_agree else None
         if p["agreement_floor"] == "off" or not pos_agree:
             floor = None
         elif p["agreement_floor"] == "auto":
-            floor = 0.5 * float(np.percentile(pos_agree, FLOOR_PERCENTILE))
+            floor = 0.5 * pos_agree_pct
         else:
             floor = float(p["agreement_floor"])
 
@@ -938,7 +944,7 @@ class UAPMethod(Method):
             "agreement_weight_auto": weight_auto,
             "victim_self_similarity": self_sim,
             "agreement_floor": floor,
-            "train_positive_agreement": {"min": min(pos_agree), f"p{FLOOR_PERCENTILE}": float(np.percentile(pos_agree, FLOOR_PERCENTILE)), "median": float(np.median(pos_agree))} if pos_agree else None,
+            "train_positive_agreement": {"min": min(pos_agree), f"p{FLOOR_PERCENTILE}": pos_agree_pct, "median": float(np.median(pos_agree))} if pos_agree else None,
             "train_members": {"positive": len(pos), "negative": len(neg), "random_init_negatives": len(synthetic)},
             "fit_queries": int(fit_queries),
             "seconds": {"pool": pool["info"]["anchor_seconds"] + pool["info"]["uap"]["seconds"] + pool["info"]["perturb_seconds"], "zoo_queries": t_query, "encoder": t_enc},
