@@ -279,6 +279,17 @@ def working_only(rows: list[dict[str, Any]], min_recovery: float) -> list[dict[s
     return out
 
 
+def with_ceiling(r: dict[str, Any]) -> dict[str, Any]:
+    """The row with its ARUC ceiling (best min(TPR, TNR); rows written before the metric existed get it
+    from their stored per-member scores)."""
+    from modelprint.bench.metrics import aruc_ceiling
+
+    if "aruc_ceiling" in r["metrics"]:
+        return r
+    labels = [1 if s[1] == "positive" else 0 for s in r["scores"]]
+    return {**r, "metrics": {**r["metrics"], "aruc_ceiling": aruc_ceiling([s[4] for s in r["scores"]], labels)}}
+
+
 def cmd_table(args: argparse.Namespace) -> None:
     """Markdown summary of the split results, per zoo/tag/mode: the random split's median over seeds; for
     families and architectures, each fold's median over seeds, then their mean and the worst fold."""
@@ -290,11 +301,12 @@ def cmd_table(args: argparse.Namespace) -> None:
         rows = working_only(rows, args.working)
         print(f"Working copies only: positives that keep < {args.working:g} of the victim's performance are left out.\n")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    rows = [with_ceiling(r) for r in rows]
     for r in rows:
         zoo = _zoo_name(r["zoo"]) + (f" (folds of {_zoo_name(r['folds_from'])})" if r.get("folds_from") else "")
         groups[(zoo, r["tag"], r["mode"])].append(r)
-    print("| zoo | setting | mode | random ARUC | random AUC | random R@U=100% | family ARUC mean (worst) | family AUC mean | arch ARUC mean (worst) | arch AUC mean | fit+score CPU s (median) | verify s/suspect |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| zoo | setting | mode | random ARUC | random AUC | random R@U=100% | family ARUC mean (worst) | family AUC mean | arch ARUC mean (worst) | arch AUC mean | ARUC ceiling random / family / arch | fit+score CPU s (median) | verify s/suspect |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (zoo, tag, mode), rs in sorted(groups.items()):
         def agg(prefix: str, metric: str) -> tuple[float, float, int]:
             by_fold: dict[str, list[float]] = defaultdict(list)
@@ -312,11 +324,12 @@ def cmd_table(args: argparse.Namespace) -> None:
         fauc, _, _ = agg("family:", "auc")
         aa, aw, na = agg("arch:", "aruc")
         aauc, _, _ = agg("arch:", "auc")
+        ceil = " / ".join(f"{agg(k, 'aruc_ceiling')[0]:.3f}" for k in ("random", "family:", "arch:"))
         fit = statistics.median(r["meta"].get("cpu_seconds", r["construction_seconds"]) for r in rs)
         ver = statistics.median(r["verify_seconds"] for r in rs)
         seeds = len({r["seed"] for r in rs})
         setting = tag + (f" ({seeds} seeds)" if seeds > 1 else "")
-        print(f"| {zoo} | {setting} | {mode} | {ra:.3f} | {rauc:.3f} | {rr:.3f} | {fa:.3f} ({fw:.3f}, {nf} folds) | {fauc:.3f} | {aa:.3f} ({aw:.3f}, {na} folds) | {aauc:.3f} | {fit:.0f} | {ver:.3f} |")
+        print(f"| {zoo} | {setting} | {mode} | {ra:.3f} | {rauc:.3f} | {rr:.3f} | {fa:.3f} ({fw:.3f}, {nf} folds) | {fauc:.3f} | {aa:.3f} ({aw:.3f}, {na} folds) | {aauc:.3f} | {ceil} | {fit:.0f} | {ver:.3f} |")
     allrows = _load(Path(args.results))
     for kind, what in (("curve-n", "N"), ("curve-zoo", "training members")):
         cur = [r for r in allrows if r["kind"] == kind]

@@ -139,3 +139,24 @@ def test_recovery_per_task_metric():
     assert recovery({"test_mae": 8.0}, {"test_acc": 0.9}) is None
     assert recovery({"test_mae": float("nan")}, {"test_mae": 8.5}) is None
     assert recovery({"test_mae": 0.0}, {"test_mae": 8.5}) == 1.0
+
+
+def test_aruc_ceiling_bounds_every_rescaling():
+    from modelprint.bench.metrics import aruc_ceiling
+
+    # 4 positives, 4 negatives; best threshold 0.55 keeps 3/4 positives and 3/4 negatives right
+    s = np.array([0.9, 0.8, 0.6, 0.3, 0.7, 0.5, 0.2, 0.1])
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    assert aruc_ceiling(s, y) == pytest.approx(0.75)
+    rng = np.random.default_rng(3)
+    for _ in range(20):  # no increasing map of the scores beats the ceiling...
+        pw = rng.uniform(0.2, 5.0)
+        for t in (s ** pw, 1 / (1 + np.exp(-rng.uniform(1, 30) * (s - rng.uniform(0.2, 0.8))))):
+            assert aruc(t, y) <= aruc_ceiling(s, y) + 1e-12
+    step = (s >= 0.6).astype(float)  # ...and a step at the best threshold reaches it but for rho = 0
+    assert aruc(step, y) == pytest.approx(0.75 * 100 / 101)
+    # NaN (inconclusive) is never flagged; a single class gives NaN
+    assert aruc_ceiling([np.nan, 0.9, 0.1], [1, 1, 0]) == pytest.approx(0.5)
+    assert math.isnan(aruc_ceiling([0.1, 0.2], [1, 1]))
+    m = compute_metrics(s, y)
+    assert m["aruc"] <= m["aruc_ceiling"] == pytest.approx(0.75)

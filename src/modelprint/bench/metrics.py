@@ -72,6 +72,29 @@ def aruc(unit_scores: Sequence[float], labels: Sequence[int]) -> float:
     return float(np.mean(np.minimum(r, u)))
 
 
+def aruc_ceiling(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """The highest ARUC that any increasing rescaling of these scores could reach: the best
+    ``min(TPR, TNR)`` over thresholds on their ranking (TPR = share of positives scored at or above the
+    threshold, TNR = share of negatives below it; NaN scores are never flagged).
+
+    ARUC is the mean of ``min(R(ρ), U(ρ))`` over ρ, and every pair ``(R(ρ), U(ρ))`` is a (TPR, TNR) pair
+    of some threshold on the same ranking, so ``aruc ≤ aruc_ceiling`` for every calibration of the
+    scores; a step map at the best threshold reaches it up to the ρ = 0 grid point. A method whose ARUC
+    is far below its ceiling has a spread-out score scale (calibration); one whose ceiling is low has a
+    ranking problem no calibration fixes. NaN if a class is absent.
+    """
+    s, y = _arrays(scores, labels)
+    if len(set(y.tolist())) < 2:
+        return float("nan")
+    fin = np.isfinite(s)
+    r = _ranked(s)
+    thresholds = np.append(np.unique(r[fin]), np.inf)
+    flagged = (r[None, :] >= thresholds[:, None]) & fin[None, :]
+    tpr = flagged[:, y == 1].mean(axis=1)
+    tnr = 1.0 - flagged[:, y == 0].mean(axis=1)
+    return float(np.max(np.minimum(tpr, tnr)))
+
+
 def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float) -> float:
     """Largest true-positive rate reachable with a threshold whose false-positive rate is ≤ ``fpr``."""
     s, y = _arrays(scores, labels)
@@ -127,6 +150,7 @@ def compute_metrics(scores: Sequence[float], labels: Sequence[int], score_range:
     return {
         "auc": auc(s, y),
         "aruc": aruc(unit, y),
+        "aruc_ceiling": aruc_ceiling(s, y),
         "tpr@1%fpr": tpr_at_fpr(s, y, 0.01),
         "tpr@5%fpr": tpr_at_fpr(s, y, 0.05),
         "r@u=100%": r_at_full_uniqueness(s, y),

@@ -127,14 +127,14 @@ def build_blocks(res: dict[str, Any], plots: list[dict[str, str]]) -> list[Block
         r = e.get("random")
         c = e.get("cost", {})
         if not r:
-            rows.append([m] + ["–"] * 10)
+            rows.append([m] + ["–"] * 11)
             continue
         n = r["n_runs"]
-        rows.append([m, pm(r["auc"], r["auc_std"], n), pm(r["aruc"], r["aruc_std"], n), pm(r["r@u=100%"], r["r@u=100%_std"], n), pm(r["tpr@1%fpr"], r["tpr@1%fpr_std"], n), pm(r["tpr@5%fpr"], r["tpr@5%fpr_std"], n),
+        rows.append([m, pm(r["auc"], r["auc_std"], n), pm(r["aruc"], r["aruc_std"], n), pm(r.get("aruc_ceiling"), r.get("aruc_ceiling_std"), n), pm(r["r@u=100%"], r["r@u=100%_std"], n), pm(r["tpr@1%fpr"], r["tpr@1%fpr_std"], n), pm(r["tpr@5%fpr"], r["tpr@5%fpr_std"], n),
                      _pct(r.get("detection_rate")), _pct(r.get("false_positive_rate")), fmt(c.get("queries_per_suspect"), 0),
                      f"{_secs(c.get('construction_seconds'))} ({_secs(c.get('construction_cpu_seconds'))})", f"{_secs(c.get('verify_seconds'))} ({_secs(c.get('verify_cpu_seconds'))})"])
-    B.append(("table", ["method", "AUC", "ARUC", "R@U=100%", "TPR@1%FPR", "TPR@5%FPR", "detected @thr", "false pos. @thr", "queries / suspect", "construction s (CPU s)", "verify s / suspect (CPU s)"], rows,
-              f"Mean ± STD over {len(seeds)} seed(s). '@thr' = at the fingerprint's own threshold/decision rule. Seconds: wall-clock medians over runs, with the bench process's CPU seconds in brackets (on a shared machine wall time also measures the other jobs; torch threads: {env['torch_threads']}; CPU seconds divided by the threads approximate an idle machine's wall time)."))
+    B.append(("table", ["method", "AUC", "ARUC", "ARUC ceiling", "R@U=100%", "TPR@1%FPR", "TPR@5%FPR", "detected @thr", "false pos. @thr", "queries / suspect", "construction s (CPU s)", "verify s / suspect (CPU s)"], rows,
+              f"Mean ± STD over {len(seeds)} seed(s). ARUC ceiling: the best min(TPR, TNR) over thresholds, the highest ARUC any rescaling of the same ranking could reach (ARUC far below it: a spread-out score scale; a low ceiling: a ranking no calibration fixes). '@thr' = at the fingerprint's own threshold/decision rule. Seconds: wall-clock medians over runs, with the bench process's CPU seconds in brackets (on a shared machine wall time also measures the other jobs; torch threads: {env['torch_threads']}; CPU seconds divided by the threads approximate an idle machine's wall time)."))
     for p in by_section.get("main", []):
         B.append(("img", p))
 

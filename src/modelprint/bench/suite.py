@@ -431,7 +431,7 @@ def table2(scores: list[dict[str, Any]], zoo: Zoo) -> dict[str, Any]:
 
 
 # -- aggregation ------------------------------------------------------------------------------------
-SUMMARY_METRICS = ("auc", "aruc", "tpr@1%fpr", "tpr@5%fpr", "r@u=100%", "pos_mean", "neg_mean")
+SUMMARY_METRICS = ("auc", "aruc", "aruc_ceiling", "tpr@1%fpr", "tpr@5%fpr", "r@u=100%", "pos_mean", "neg_mean")
 # a stolen copy counts as a working copy when it keeps at least this share of the victim's performance
 # (the UAP paper's recovery-rate rule, §5.1: an extracted model "recovers" the victim at >= 85 %)
 WORKING_RECOVERY = 0.85
