@@ -1,0 +1,132 @@
+"""Two re-scorings of finished ``eval_utaf.py`` runs, offline (no fit): does a classifier's agreement with
+the victim on its own mistakes add to UTAF's verifier, and how much of UTAF's ARUC is score spread?
+
+``agreement``: every zoo member's top-1 agreement with the victim on ``--k`` training images the victim
+misclassifies (the signal behind ``uap``'s misclassified anchors and AKH) is mapped to [0, 1] by a
+logistic regression fitted on each fold's *training* members (the zoo minus the fold's test members), and
+mixed into the stored p₊: ``(1 − w)·p₊ + w·P(positive | agreement)``. ARUC / AUC per weight w, each fold's
+median over seeds, then the mean over folds of a split kind. Costs ``--k`` more queries per suspect.
+
+``sharpen``: the stored p₊ pushed towards its own decision, ``σ(k · logit p₊)`` for several k — the same
+ranking, so AUC and the ARUC ceiling do not move; what moves is how much of the ceiling ARUC gets.
+
+    python benchmarks/utaf_offline.py agreement --zoo runs/fmnist-xl/zoo --results runs/utaf-eval/results.jsonl --tag it2000 --k 100
+    python benchmarks/utaf_offline.py sharpen --zoo runs/warfarin/zoo --results runs/utaf-eval/warfarin-base.jsonl --tag vsq-wn0.3-it16000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("MODELPRINT_PROGRESS", "0")
+
+
+def _rows(path: str, zoo: str, tag: str) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    out = [r for r in rows if r.get("kind") == "splits" and r["tag"] == tag and Path(r["zoo"]).resolve() == Path(zoo).resolve()]
+    if not out:
+        raise SystemExit(f"{path}: no split rows with tag {tag!r} fitted on {zoo}")
+    return out
+
+
+def _table(per: dict[Any, dict[str, list[tuple[float, float, float]]]], label: str) -> None:
+    """``per[variant][split]`` = [(aruc, auc, ceiling) per seed] -> one line per variant and split kind."""
+    print(f"| {label} | split kind | folds | ARUC | AUC | ARUC ceiling |")
+    print("|---|---|---|---|---|---|")
+    for variant, folds in per.items():
+        for kind in ("random", "family", "arch"):
+            fs = [v for sp, v in folds.items() if sp.split(":")[0] == kind]
+            if not fs:
+                continue
+            med = np.array([[float(np.median([x[i] for x in v])) for i in range(3)] for v in fs])
+            m = med.mean(axis=0)
+            print(f"| {variant} | {kind} | {len(fs)} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} |")
+
+
+def member_agreement(zoo_dir: str, k: int, seed: int) -> dict[str, float]:
+    """Top-1 agreement of every zoo member with the zoo's victim on ``k`` misclassified training images."""
+    import torch
+
+    from modelprint.data import load_dataset
+    from modelprint.io import load_model
+    from modelprint.methods._baseline import misclassified_inputs
+    from modelprint.zoo import Zoo
+
+    zoo = Zoo.open(zoo_dir)
+    info = zoo.info.get("victim") or {}
+    victim = load_model(info["path"]).module.eval() if isinstance(info, dict) and info.get("path") else zoo.module("victim").eval()
+    info_d = zoo.info.get("dataset")
+    if not info_d:
+        raise SystemExit(f"{zoo_dir}: the zoo records no dataset")
+    ds = load_dataset(info_d["name"], **(info_d.get("kwargs") or {})) if isinstance(info_d, dict) else load_dataset(info_d)
+    if ds.task.kind != "classification":
+        raise SystemExit(f"{zoo_dir}: agreement needs a classifier zoo (this one is {ds.task.kind})")
+    x, _ = misclassified_inputs(victim, ds, k, seed=seed, device=torch.device("cpu"), split="train")
+    with torch.no_grad():
+        ref = victim(x).argmax(1)
+        return {m.name: float((zoo.module(m).eval()(x).argmax(1) == ref).float().mean()) for m in zoo.members if m.family != "victim"}
+
+
+def cmd_agreement(args: argparse.Namespace) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from modelprint.bench.metrics import compute_metrics
+    from modelprint.zoo import Zoo
+
+    labels = {m.name: m.label == "positive" for m in Zoo.open(args.zoo).members}
+    agree = member_agreement(args.zoo, args.k, args.seed)
+    per: dict[Any, dict[str, list[tuple[float, float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in _rows(args.results, args.zoo, args.tag):
+        test = {s[0] for s in r["scores"]}
+        train = [n for n in agree if n not in test]
+        lr = LogisticRegression(C=100.0).fit(np.array([[agree[n]] for n in train]), np.array([labels[n] for n in train]))
+        y = [1 if s[1] == "positive" else 0 for s in r["scores"]]
+        p = np.clip(np.array([s[4] for s in r["scores"]], float), 0.0, 1.0)
+        pa = lr.predict_proba(np.array([[agree[s[0]]] for s in r["scores"]]))[:, 1]
+        for w in args.weights:
+            m = compute_metrics((1 - w) * p + w * pa, y)
+            per[f"w = {w:g}"][r["split"]].append((m["aruc"], m["auc"], m["aruc_ceiling"]))
+    print(f"{args.tag} on {args.zoo}: p+ mixed with agreement on {args.k} misclassified training images\n")
+    _table(per, "mix")
+
+
+def cmd_sharpen(args: argparse.Namespace) -> None:
+    from modelprint.bench.metrics import compute_metrics
+
+    per: dict[Any, dict[str, list[tuple[float, float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in _rows(args.results, args.zoo, args.tag):
+        y = [1 if s[1] == "positive" else 0 for s in r["scores"]]
+        raw = np.array([s[4] for s in r["scores"]], float)
+        p = np.clip(raw, 1e-12, 1 - 1e-12)
+        logit = np.log(p) - np.log1p(-p)
+        for k in args.factors:  # k = 1: the stored scores themselves (the clip would move p = 1 off the rho = 1 grid point)
+            m = compute_metrics(raw if k == 1 else 1.0 / (1.0 + np.exp(-np.clip(k * logit, -500, 500))), y)
+            per[f"k = {k:g}"][r["split"]].append((m["aruc"], m["auc"], m["aruc_ceiling"]))
+    print(f"{args.tag} on {args.zoo}: sigma(k * logit p+)\n")
+    _table(per, "sharpening")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("agreement", "sharpen"):
+        p = sub.add_parser(name)
+        p.add_argument("--zoo", required=True, help="the zoo the runs were fitted on")
+        p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
+        p.add_argument("--tag", required=True)
+    sub.choices["agreement"].add_argument("--k", type=int, default=100, help="misclassified training images queried")
+    sub.choices["agreement"].add_argument("--seed", type=int, default=0)
+    sub.choices["agreement"].add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    sub.choices["sharpen"].add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0, 1000.0])
+    args = ap.parse_args(argv)
+    {"agreement": cmd_agreement, "sharpen": cmd_sharpen}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
