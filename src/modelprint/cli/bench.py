@@ -47,7 +47,7 @@ def summary_table(results: dict[str, Any], title: str = "held-out members") -> T
     summ = results["summary"]
     has_f = any("family" in e for e in summ.values())
     has_a = any("arch" in e for e in summ.values())
-    cols = ["method", "AUC", "ARUC", "R@U=100%", "TPR@1%FPR", "detected", "false pos."]
+    cols = ["method", "AUC", "ARUC", "ARUC ceil.", "R@U=100%", "TPR@1%FPR", "detected", "false pos."]
     cols += (["AUC unseen family"] if has_f else []) + (["AUC unseen arch"] if has_a else []) + ["queries", "fit s", "verify s"]
     t = Table(title=title)
     for c in cols:
@@ -57,7 +57,7 @@ def summary_table(results: dict[str, Any], title: str = "held-out members") -> T
         if e.get("errors") and not r:
             t.add_row(m, f"[red]failed: {e['errors'][0]['error'][:60]}[/]", *[""] * (len(cols) - 2))
             continue
-        row = [m, fmt(r.get("auc")), fmt(r.get("aruc")), fmt(r.get("r@u=100%")), fmt(r.get("tpr@1%fpr")), _pct(r.get("detection_rate")), _pct(r.get("false_positive_rate"))]
+        row = [m, fmt(r.get("auc")), fmt(r.get("aruc")), fmt(r.get("aruc_ceiling")), fmt(r.get("r@u=100%")), fmt(r.get("tpr@1%fpr")), _pct(r.get("detection_rate")), _pct(r.get("false_positive_rate"))]
         if has_f:
             row.append(fmt(e["family"]["auc"]) if e.get("family") else "–")
         if has_a:
