@@ -72,7 +72,7 @@ def wrong_at_best_threshold(scores: list[tuple[str, str, str, str, float]]) -> t
     the threshold with the most members right). NaN scores are never flagged, as in the metrics."""
     s = np.array([x[4] for x in scores], float)
     y = np.array([x[1] == "positive" for x in scores])
-    fin = np.isfinite(s)
+    fin = ~np.isnan(s)
     best: tuple[float, float, float] = (-1.0, -1.0, np.inf)
     for t in np.append(np.unique(s[fin]), np.inf):
         flag = fin & (s >= t)

@@ -144,7 +144,7 @@ def test_recovery_per_task_metric():
 def test_aruc_ceiling_bounds_every_rescaling():
     from modelprint.bench.metrics import aruc_ceiling
 
-    # 4 positives, 4 negatives; best threshold 0.55 keeps 3/4 positives and 3/4 negatives right
+    # 4 positives, 4 negatives; a threshold in (0.5, 0.6] keeps 3/4 positives and 3/4 negatives right
     s = np.array([0.9, 0.8, 0.6, 0.3, 0.7, 0.5, 0.2, 0.1])
     y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
     assert aruc_ceiling(s, y) == pytest.approx(0.75)
@@ -158,5 +158,13 @@ def test_aruc_ceiling_bounds_every_rescaling():
     # NaN (inconclusive) is never flagged; a single class gives NaN
     assert aruc_ceiling([np.nan, 0.9, 0.1], [1, 1, 0]) == pytest.approx(0.5)
     assert math.isnan(aruc_ceiling([0.1, 0.2], [1, 1]))
+    # the same as a brute-force scan over every threshold, ties and infinities included
+    for _ in range(20):
+        sc = rng.choice([0.1, 0.2, 0.3, 0.4, np.inf, -np.inf, np.nan], size=15)
+        lab = rng.integers(0, 2, 15)
+        lab[:2] = [0, 1]
+        fin = np.isfinite(sc) | np.isinf(sc)
+        brute = max(min(((sc >= t) & fin)[lab == 1].mean(), 1 - ((sc >= t) & fin)[lab == 0].mean()) for t in [*np.unique(sc[~np.isnan(sc)]), np.inf])
+        assert aruc_ceiling(sc, lab) == pytest.approx(brute)
     m = compute_metrics(s, y)
     assert m["aruc"] <= m["aruc_ceiling"] == pytest.approx(0.75)

@@ -86,12 +86,12 @@ def aruc_ceiling(scores: Sequence[float], labels: Sequence[int]) -> float:
     s, y = _arrays(scores, labels)
     if len(set(y.tolist())) < 2:
         return float("nan")
-    fin = np.isfinite(s)
     r = _ranked(s)
-    thresholds = np.append(np.unique(r[fin]), np.inf)
-    flagged = (r[None, :] >= thresholds[:, None]) & fin[None, :]
-    tpr = flagged[:, y == 1].mean(axis=1)
-    tnr = 1.0 - flagged[:, y == 0].mean(axis=1)
+    flaggable = ~np.isnan(s)  # NaN (inconclusive) is never flagged; ±inf rank above / below every finite score
+    pos, neg = np.sort(r[flaggable & (y == 1)]), np.sort(r[flaggable & (y == 0)])
+    thresholds = np.append(np.unique(r[flaggable]), np.inf)
+    tpr = (len(pos) - np.searchsorted(pos, thresholds, side="left")) / (y == 1).sum()
+    tnr = 1.0 - (len(neg) - np.searchsorted(neg, thresholds, side="left")) / (y == 0).sum()
     return float(np.max(np.minimum(tpr, tnr)))
 
 
