@@ -38,7 +38,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from modelprint.bench.metrics import auc, aruc_ceiling
+from modelprint.bench.metrics import aruc_ceiling, auc, best_threshold
 
 # (method, split, seed, [(name, label, family, arch, score), ...])
 Fold = tuple[str, str, int, list[tuple[str, str, str, str, float]]]
@@ -68,21 +68,9 @@ def read_folds(path: Path, zoo: Path, method: str | None, tag: str | None) -> It
 
 
 def wrong_at_best_threshold(scores: list[tuple[str, str, str, str, float]]) -> tuple[float, set[str]]:
-    """The fold's ARUC ceiling and the members on the wrong side of the threshold that reaches it (ties:
-    the threshold with the most members right). NaN scores are never flagged, as in the metrics."""
-    s = np.array([x[4] for x in scores], float)
-    y = np.array([x[1] == "positive" for x in scores])
-    fin = ~np.isnan(s)
-    best: tuple[float, float, float] = (-1.0, -1.0, np.inf)
-    for t in np.append(np.unique(s[fin]), np.inf):
-        flag = fin & (s >= t)
-        tpr, tnr = flag[y].mean(), 1 - flag[~y].mean()
-        key = (min(tpr, tnr), tpr + tnr, t)
-        if key[:2] > best[:2]:
-            best = key
-    t = best[2]
-    flag = fin & (s >= t)
-    return best[0], {x[0] for x, f, pos in zip(scores, flag, y) if f != pos}
+    """The fold's ARUC ceiling and the members on the wrong side of the threshold that reaches it."""
+    ceiling, flagged = best_threshold([x[4] for x in scores], [1 if x[1] == "positive" else 0 for x in scores])
+    return ceiling, {x[0] for x, f in zip(scores, flagged) if f != (x[1] == "positive")}
 
 
 CLOSENESS = ("agree on mistakes", "2nd choice", "rank corr.", "low KL")

@@ -148,6 +148,10 @@ def test_aruc_ceiling_bounds_every_rescaling():
     s = np.array([0.9, 0.8, 0.6, 0.3, 0.7, 0.5, 0.2, 0.1])
     y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
     assert aruc_ceiling(s, y) == pytest.approx(0.75)
+    from modelprint.bench.metrics import best_threshold
+
+    value, flagged = best_threshold(s, y)  # the threshold behind the ceiling, and whom it flags
+    assert value == pytest.approx(0.75) and flagged.tolist() == (s >= 0.6).tolist()
     rng = np.random.default_rng(3)
     for _ in range(20):  # no increasing map of the scores beats the ceiling...
         pw = rng.uniform(0.2, 5.0)

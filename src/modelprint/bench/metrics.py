@@ -72,10 +72,29 @@ def aruc(unit_scores: Sequence[float], labels: Sequence[int]) -> float:
     return float(np.mean(np.minimum(r, u)))
 
 
+def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[float, np.ndarray]:
+    """The threshold on the scores' ranking with the best ``min(TPR, TNR)`` (TPR = share of positives scored
+    at or above it, TNR = share of negatives below it; NaN scores are never flagged): that value and which
+    members the threshold flags. Ties: the threshold with the most members right, then the lowest.
+    NaN and no member flagged if a class is absent."""
+    s, y = _arrays(scores, labels)
+    if len(set(y.tolist())) < 2:
+        return float("nan"), np.zeros(len(s), dtype=bool)
+    r = _ranked(s)
+    flaggable = ~np.isnan(s)  # NaN (inconclusive) is never flagged; ±inf rank above / below every finite score
+    pos, neg = np.sort(r[flaggable & (y == 1)]), np.sort(r[flaggable & (y == 0)])
+    thresholds = np.append(np.unique(r[flaggable]), np.inf)
+    tpr = (len(pos) - np.searchsorted(pos, thresholds, side="left")) / (y == 1).sum()
+    tnr = 1.0 - (len(neg) - np.searchsorted(neg, thresholds, side="left")) / (y == 0).sum()
+    worst = np.minimum(tpr, tnr)
+    tied = np.flatnonzero(worst == worst.max())
+    i = tied[np.argmax((tpr + tnr)[tied])]
+    return float(worst[i]), flaggable & (r >= thresholds[i])
+
+
 def aruc_ceiling(scores: Sequence[float], labels: Sequence[int]) -> float:
     """The highest ARUC that any increasing rescaling of these scores could reach: the best
-    ``min(TPR, TNR)`` over thresholds on their ranking (TPR = share of positives scored at or above the
-    threshold, TNR = share of negatives below it; NaN scores are never flagged).
+    ``min(TPR, TNR)`` over thresholds on their ranking (:func:`best_threshold`).
 
     ARUC is the mean of ``min(R(ρ), U(ρ))`` over ρ, and every pair ``(R(ρ), U(ρ))`` is a (TPR, TNR) pair
     of some threshold on the same ranking, so ``aruc ≤ aruc_ceiling`` for every calibration of the
@@ -83,16 +102,7 @@ def aruc_ceiling(scores: Sequence[float], labels: Sequence[int]) -> float:
     is far below its ceiling has a spread-out score scale (calibration); one whose ceiling is low has a
     ranking problem no calibration fixes. NaN if a class is absent.
     """
-    s, y = _arrays(scores, labels)
-    if len(set(y.tolist())) < 2:
-        return float("nan")
-    r = _ranked(s)
-    flaggable = ~np.isnan(s)  # NaN (inconclusive) is never flagged; ±inf rank above / below every finite score
-    pos, neg = np.sort(r[flaggable & (y == 1)]), np.sort(r[flaggable & (y == 0)])
-    thresholds = np.append(np.unique(r[flaggable]), np.inf)
-    tpr = (len(pos) - np.searchsorted(pos, thresholds, side="left")) / (y == 1).sum()
-    tnr = 1.0 - (len(neg) - np.searchsorted(neg, thresholds, side="left")) / (y == 0).sum()
-    return float(np.max(np.minimum(tpr, tnr)))
+    return best_threshold(scores, labels)[0]
 
 
 def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float) -> float:
