@@ -60,33 +60,40 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def _setup(args: argparse.Namespace):
+def zoo_victim_and_dataset(zoo: Any, victim: str | None = None, dataset: str | None = None) -> tuple[Any, Any]:
+    """The zoo's victim (a loaded model) and dataset as its manifest records them; ``victim`` / ``dataset``
+    override. Exits with the flag to pass when the zoo records neither."""
     from modelprint.data import load_dataset
     from modelprint.io import load_model
-    from modelprint.zoo import Zoo
 
-    torch.set_num_threads(args.threads)
-    zoo = Zoo.open(args.zoo)
     info_v = zoo.info.get("victim")
     rec = [m for m in zoo.members if m.family == "victim"]
-    if args.victim:
-        vpath = Path(args.victim)
+    if victim:
+        vpath = Path(victim)
     elif isinstance(info_v, dict) and info_v.get("path"):
         vpath = Path(info_v["path"])
     elif rec:
         vpath = zoo.root / rec[0].path
     else:
-        raise SystemExit(f"{args.zoo}: no victim recorded; pass --victim")
-    victim = load_model(vpath)
+        raise SystemExit(f"{zoo.root}: no victim recorded; pass --victim")
     info_d = zoo.info.get("dataset")
-    if args.dataset:
-        ds = load_dataset(args.dataset)
+    if dataset:
+        ds = load_dataset(dataset)
     elif isinstance(info_d, dict):
         ds = load_dataset(info_d["name"], **(info_d.get("kwargs") or {}))
     elif isinstance(info_d, str):
         ds = load_dataset(info_d)
     else:
-        raise SystemExit(f"{args.zoo}: no dataset recorded; pass --dataset")
+        raise SystemExit(f"{zoo.root}: no dataset recorded; pass --dataset")
+    return load_model(vpath), ds
+
+
+def _setup(args: argparse.Namespace):
+    from modelprint.zoo import Zoo
+
+    torch.set_num_threads(args.threads)
+    zoo = Zoo.open(args.zoo)
+    victim, ds = zoo_victim_and_dataset(zoo, args.victim, args.dataset)
     return zoo, victim, ds
 
 

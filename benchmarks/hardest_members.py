@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,6 +40,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from modelprint.bench.metrics import aruc_ceiling, auc, best_threshold
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # eval_utaf's helpers
 
 # (method, split, seed, [(name, label, family, arch, score), ...])
 Fold = tuple[str, str, int, list[tuple[str, str, str, str, float]]]
@@ -81,13 +84,11 @@ def closeness(zoo: Any, n: int) -> dict[str, tuple[float, float, float, float]]:
     closer (KL negated). Mistakes: the first ``n`` training images the victim misclassifies (seeded order)."""
     import torch
 
-    from modelprint.data import load_dataset
-    from modelprint.io import load_model
+    from eval_utaf import zoo_victim_and_dataset
     from modelprint.methods._baseline import misclassified_inputs
 
-    info_v, info_d = zoo.info.get("victim"), zoo.info.get("dataset")
-    victim = (load_model(info_v["path"]).module if isinstance(info_v, dict) and info_v.get("path") else zoo.module("victim")).eval()
-    ds = load_dataset(info_d["name"], **(info_d.get("kwargs") or {})) if isinstance(info_d, dict) else load_dataset(str(info_d))
+    loaded, ds = zoo_victim_and_dataset(zoo)
+    victim = loaded.module.eval()
     if ds.task.kind != "classification":
         raise SystemExit(f"--closeness needs a classifier zoo ({zoo.root} is {ds.task.kind})")
     wrong, _ = misclassified_inputs(victim, ds, n, seed=0, device=torch.device("cpu"), split="train")

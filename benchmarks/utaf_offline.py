@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # eval_utaf's helpers
 os.environ.setdefault("MODELPRINT_PROGRESS", "0")
 
 
@@ -53,18 +55,13 @@ def member_agreement(zoo_dir: str, k: int, seed: int) -> dict[str, float]:
     """Top-1 agreement of every zoo member with the zoo's victim on ``k`` misclassified training images."""
     import torch
 
-    from modelprint.data import load_dataset
-    from modelprint.io import load_model
+    from eval_utaf import zoo_victim_and_dataset
     from modelprint.methods._baseline import misclassified_inputs
     from modelprint.zoo import Zoo
 
     zoo = Zoo.open(zoo_dir)
-    info = zoo.info.get("victim") or {}
-    victim = load_model(info["path"]).module.eval() if isinstance(info, dict) and info.get("path") else zoo.module("victim").eval()
-    info_d = zoo.info.get("dataset")
-    if not info_d:
-        raise SystemExit(f"{zoo_dir}: the zoo records no dataset")
-    ds = load_dataset(info_d["name"], **(info_d.get("kwargs") or {})) if isinstance(info_d, dict) else load_dataset(info_d)
+    loaded, ds = zoo_victim_and_dataset(zoo)
+    victim = loaded.module.eval()
     if ds.task.kind != "classification":
         raise SystemExit(f"{zoo_dir}: agreement needs a classifier zoo (this one is {ds.task.kind})")
     x, _ = misclassified_inputs(victim, ds, k, seed=seed, device=torch.device("cpu"), split="train")
