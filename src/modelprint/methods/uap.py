@@ -163,6 +163,18 @@ FLOOR_PERCENTILE = 5
 AUTO_AGREEMENT_WEIGHT = {"misclassified": 0.5, "all": 0.25}
 
 
+def _unit_or_word(p: dict[str, Any], key: str, words: tuple[str, ...], fix: str) -> None:
+    """Parameter ``key`` is one of ``words`` or a number in [0, 1]; numbers are parsed in place."""
+    if key not in p or p[key] in words:
+        return
+    try:
+        p[key] = float(p[key])
+    except (TypeError, ValueError):
+        raise ModelprintError(f"parameter {key}={p[key]!r} is not a number", fix=fix) from None
+    if not 0 <= p[key] <= 1:
+        raise ModelprintError(f"{key}={p[key]} must be in [0, 1]", fix=fix)
+
+
 def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> dict[str, Any]:
     unknown = sorted(set(params) - set(defaults))
     if unknown:
@@ -187,13 +199,7 @@ def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> 
         raise ModelprintError(f"target_fooling={p['target_fooling']} must be in (0, 1]")
     if "alpha" in p and not 0 < p["alpha"] < 1:
         raise ModelprintError(f"alpha={p['alpha']} must be in (0, 1)")
-    if "agreement_weight" in p and p["agreement_weight"] != "auto":  # auto or a number, as agreement_floor below
-        try:
-            p["agreement_weight"] = float(p["agreement_weight"])
-        except (TypeError, ValueError):
-            raise ModelprintError(f"parameter agreement_weight={p['agreement_weight']!r} is not a number") from None
-        if not 0 <= p["agreement_weight"] <= 1:
-            raise ModelprintError(f"agreement_weight={p['agreement_weight']} must be in [0, 1]", fix="auto, 0 = the encoder's similarity alone (the paper), 1 = clean-anchor agreement alone")
+    _unit_or_word(p, "agreement_weight", ("auto",), "auto, 0 = the encoder's similarity alone (the paper), 1 = clean-anchor agreement alone")
     if "dropout" in p and not 0 <= p["dropout"] < 1:
         raise ModelprintError(f"dropout={p['dropout']} must be in [0, 1)")
     if "n_views" in p and "n_fingerprints" in p and p["n_fingerprints"] > p["n_views"]:
@@ -215,13 +221,7 @@ def _validate(params: dict[str, Any], defaults: dict[str, Any], method: str) -> 
         p["output_mode"] = str(m)
     if "encoder_input" in p and p["encoder_input"] not in ("outputs", "relative"):
         raise ModelprintError(f"encoder_input={p['encoder_input']!r}", fix="use outputs (the paper) or relative")
-    if "agreement_floor" in p and p["agreement_floor"] not in ("auto", "off"):
-        try:
-            p["agreement_floor"] = float(p["agreement_floor"])
-        except (TypeError, ValueError):
-            raise ModelprintError(f"agreement_floor={p['agreement_floor']!r}", fix="use auto, off, or a number in [0, 1]") from None
-        if not 0 <= p["agreement_floor"] <= 1:
-            raise ModelprintError(f"agreement_floor={p['agreement_floor']} must be in [0, 1]", fix="use auto, off, or a number in [0, 1]")
+    _unit_or_word(p, "agreement_floor", ("auto", "off"), "use auto, off, or a number in [0, 1]")
     if "negative_classes" in p and p["negative_classes"] not in ("shared", "per-model"):
         raise ModelprintError(f"negative_classes={p['negative_classes']!r}", fix="use shared (the paper) or per-model")
     if "anchor_pool" in p and p["anchor_pool"] not in ANCHOR_POOLS:
