@@ -88,6 +88,23 @@ def zoo_victim_and_dataset(zoo: Any, victim: str | None = None, dataset: str | N
     return load_model(vpath), ds
 
 
+def victim_mistakes(zoo: Any, n: int, seed: int, what: str) -> tuple[Any, Any, Any, Any]:
+    """For a classifier zoo: its victim (eval mode), dataset, ``n`` training images the victim
+    misclassifies (seeded order) and the victim's labels for them. ``what`` names the caller's
+    option in the exit message for a zoo of another task."""
+    import torch
+
+    from modelprint.methods._baseline import misclassified_inputs
+
+    loaded, ds = zoo_victim_and_dataset(zoo)
+    victim = loaded.module.eval()
+    if ds.task.kind != "classification":
+        raise SystemExit(f"{what} needs a classifier zoo ({zoo.root} is {ds.task.kind})")
+    wrong, _ = misclassified_inputs(victim, ds, n, seed=seed, device=torch.device("cpu"), split="train")
+    with torch.no_grad():
+        return victim, ds, wrong, victim(wrong).argmax(1)
+
+
 def _setup(args: argparse.Namespace):
     from modelprint.zoo import Zoo
 
@@ -168,12 +185,12 @@ def cmd_splits(args: argparse.Namespace) -> None:
     folds_from, key_suffix = _fold_source(args)
     for ps in plan_splits(zoo, specs, args.seeds, args.test_fraction, folds_from):
         split, seed = ps.name, ps.seed
-        key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}" + key_suffix
+        key = f"splits|{args.tag}|{args.zoo}|{args.mode}|{split}|{seed}" + key_suffix + (f"|fit+{args.fit_seed}" if args.fit_seed else "")
         if key in done or (args.only and split not in args.only.split(",")):
             continue
         c0 = time.process_time()
-        res = run_method("utaf", params, victim, ds, ps.train, ps.test, mode=args.mode, split=split, seed=seed, device=args.device)
-        _append(out, _row(args, key, "splits", split, seed, params, res, {"cpu_seconds": time.process_time() - c0}))
+        res = run_method("utaf", params, victim, ds, ps.train, ps.test, mode=args.mode, split=split, seed=seed + 1000 * args.fit_seed, device=args.device)
+        _append(out, _row(args, key, "splits", split, seed, params, res, {"cpu_seconds": time.process_time() - c0, "fit_seed": args.fit_seed}))
         m = res.metrics
         print(f"{args.tag:>14} {split:>28} seed {seed}: ARUC {m['aruc']:.3f} AUC {m['auc']:.3f} R@U=100% {m['r@u=100%']:.3f}  fit {res.construction_seconds:.0f}s", flush=True)
 
@@ -311,7 +328,8 @@ def cmd_table(args: argparse.Namespace) -> None:
     rows = [with_ceiling(r) for r in rows]
     for r in rows:
         zoo = _zoo_name(r["zoo"]) + (f" (folds of {_zoo_name(r['folds_from'])})" if r.get("folds_from") else "")
-        groups[(zoo, r["tag"], r["mode"])].append(r)
+        fit = r["meta"].get("fit_seed", 0)  # other fits of the same folds are their own rows of the table
+        groups[(zoo, r["tag"] + (f" (fit +{fit})" if fit else ""), r["mode"])].append(r)
     print("| zoo | setting | mode | random ARUC | random AUC | random R@U=100% | family ARUC mean (worst) | family AUC mean | arch ARUC mean (worst) | arch AUC mean | ARUC ceiling random / family / arch | fit+score CPU s (median) | verify s/suspect |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (zoo, tag, mode), rs in sorted(groups.items()):
@@ -427,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="auto")
+    sub.choices["splits"].add_argument("--fit-seed", type=int, default=0, help="another fit of the same folds: the fit's seed is the split's + 1000 × this (the test members stay); utaf_offline.py ensemble averages such fits")
     p = sub.add_parser("table")
     p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
     p.add_argument("--folds", action="store_true")

@@ -17,11 +17,13 @@ Reads ``modelprint bench`` results (``results.json``, one method or ``--method``
         --results runs/bench-fmnist-xl-default-s11-seed0/results.json runs/bench-fmnist-xl-default-s11-seed1/results.json \\
         --results runs/utaf-eval/results.jsonl --tag it2000 --top 15
 
-``--closeness`` (classifier zoos) adds how close each listed member is to the victim by four output
+``--closeness`` (classifier zoos) adds how close each listed member is to the victim by five output
 statistics, each as its rank among the zoo's honest models (1.0 = closer than every honest model): top-1
 agreement on training images the victim misclassifies, the second choice's agreement where the top-1
 agrees, the rank correlation of the probability vectors and (low) KL divergence from the victim's, on
-``--closeness-n`` images. A thief ranked low on all four looks, by its outputs, like an honest model.
+``--closeness-n`` images, and how well a linear map of the victim's log-probabilities predicts the member's
+(R², on mistakes and test images: indifferent to how a re-trained last layer mixes the classes). A thief
+ranked low on all five looks, by its outputs, like an honest model.
 
 ``--without A B …`` re-scores every fold without those members (AUC and ARUC ceiling per split kind:
 each fold's median over seeds, then the mean over folds [worst fold]) beside the scores with them — how
@@ -76,29 +78,33 @@ def wrong_at_best_threshold(scores: list[tuple[str, str, str, str, float]]) -> t
     return ceiling, {x[0] for x, f in zip(scores, flagged) if f != (x[1] == "positive")}
 
 
-CLOSENESS = ("agree on mistakes", "2nd choice", "rank corr.", "low KL")
+CLOSENESS = ("agree on mistakes", "2nd choice", "rank corr.", "low KL", "linear-map R²")
 
 
-def closeness(zoo: Any, n: int) -> dict[str, tuple[float, float, float, float]]:
+def closeness(zoo: Any, n: int) -> dict[str, tuple[float, ...]]:
     """Per member (not the victim): the :data:`CLOSENESS` statistics against the zoo's victim, higher =
-    closer (KL negated). Mistakes: the first ``n`` training images the victim misclassifies (seeded order)."""
+    closer (KL negated). Mistakes: the first ``n`` training images the victim misclassifies (seeded order).
+    Linear-map R²: a ridge map from the victim's centred log-probabilities to the member's, fitted on the
+    even rows of mistakes + test images and scored on the odd rows — closeness up to any linear change of
+    the output layer, the part a thief that re-trains its last layer cannot wash out of its features."""
     import torch
+    from sklearn.linear_model import Ridge
 
-    from eval_utaf import zoo_victim_and_dataset
-    from modelprint.methods._baseline import misclassified_inputs
+    def clr(net: Any, x: Any) -> Any:
+        lp = torch.log_softmax(net(x), 1).double()
+        return (lp - lp.mean(1, keepdim=True)).numpy()
 
-    loaded, ds = zoo_victim_and_dataset(zoo)
-    victim = loaded.module.eval()
-    if ds.task.kind != "classification":
-        raise SystemExit(f"--closeness needs a classifier zoo ({zoo.root} is {ds.task.kind})")
-    wrong, _ = misclassified_inputs(victim, ds, n, seed=0, device=torch.device("cpu"), split="train")
+    from eval_utaf import victim_mistakes
+
+    victim, ds, wrong, v_wrong = victim_mistakes(zoo, n, 0, "--closeness")
     x = ds.x_test[:n]
     out = {}
     with torch.no_grad():
-        v_wrong = victim(wrong).argmax(1)
         pv = torch.softmax(victim(x), 1)
         v2 = pv.topk(2, 1).indices
         rv = pv.argsort(1).argsort(1).float()
+        both = torch.cat([wrong, x])
+        lv = clr(victim, both)
         for m in zoo.members:
             if m.family == "victim":
                 continue
@@ -108,11 +114,13 @@ def closeness(zoo: Any, n: int) -> dict[str, tuple[float, float, float, float]]:
             same = t2[:, 0] == v2[:, 0]
             rm = p.argsort(1).argsort(1).float()
             c = (pv.shape[1] - 1) / 2
+            lm = clr(net, both)
             out[m.name] = (
                 float((net(wrong).argmax(1) == v_wrong).float().mean()),
                 float((t2[same, 1] == v2[same, 1]).float().mean()) if same.any() else 0.0,
                 float(torch.nn.functional.cosine_similarity(rv - c, rm - c, dim=1).mean()),
                 -float((pv * (pv.clamp_min(1e-8).log() - p.clamp_min(1e-8).log())).sum(1).mean()),
+                float(Ridge(alpha=1.0).fit(lv[::2], lm[::2]).score(lv[1::2], lm[1::2])),
             )
     return out
 

@@ -1,5 +1,6 @@
-"""Two re-scorings of finished ``eval_utaf.py`` runs, offline (no fit): does a classifier's agreement with
-the victim on its own mistakes add to UTAF's verifier, and how much of UTAF's ARUC is score spread?
+"""Re-scorings of finished ``eval_utaf.py`` runs, offline (no fit): does a classifier's agreement with
+the victim on its own mistakes add to UTAF's verifier, how much of UTAF's ARUC is score spread, and what
+would an ensemble of independent fits give?
 
 ``agreement``: every zoo member's top-1 agreement with the victim on ``--k`` training images the victim
 misclassifies (the signal behind ``uap``'s misclassified anchors and AKH) is mapped to [0, 1] by a
@@ -10,8 +11,13 @@ median over seeds, then the mean over folds of a split kind. Costs ``--k`` more 
 ``sharpen``: the stored p₊ pushed towards its own decision, ``σ(k · logit p₊)`` for several k — the same
 ranking, so AUC and the ARUC ceiling do not move; what moves is how much of the ceiling ARUC gets.
 
+``ensemble``: several fits of the same folds (``eval_utaf.py splits --fit-seed 1``, ``2``, …: other seeds
+for the fit, the same test members) averaged member by member, p₊ = mean over the K fits — K fingerprints
+and verifiers, K × N queries per suspect. One line per ensemble size K (the first K fits: offsets 0, 1, …).
+
     python benchmarks/utaf_offline.py agreement --zoo runs/fmnist-xl/zoo --results runs/utaf-eval/results.jsonl --tag it2000 --k 100
     python benchmarks/utaf_offline.py sharpen --zoo runs/warfarin/zoo --results runs/utaf-eval/warfarin-base.jsonl --tag vsq-wn0.3-it16000
+    python benchmarks/utaf_offline.py ensemble --zoo runs/fmnist-xl/zoo --results runs/utaf-eval/s13-ens.jsonl --tag it2000
 """
 from __future__ import annotations
 
@@ -55,18 +61,12 @@ def member_agreement(zoo_dir: str, k: int, seed: int) -> dict[str, float]:
     """Top-1 agreement of every zoo member with the zoo's victim on ``k`` misclassified training images."""
     import torch
 
-    from eval_utaf import zoo_victim_and_dataset
-    from modelprint.methods._baseline import misclassified_inputs
+    from eval_utaf import victim_mistakes
     from modelprint.zoo import Zoo
 
     zoo = Zoo.open(zoo_dir)
-    loaded, ds = zoo_victim_and_dataset(zoo)
-    victim = loaded.module.eval()
-    if ds.task.kind != "classification":
-        raise SystemExit(f"{zoo_dir}: agreement needs a classifier zoo (this one is {ds.task.kind})")
-    x, _ = misclassified_inputs(victim, ds, k, seed=seed, device=torch.device("cpu"), split="train")
+    _, _, x, ref = victim_mistakes(zoo, k, seed, "agreement")
     with torch.no_grad():
-        ref = victim(x).argmax(1)
         return {m.name: float((zoo.module(m).eval()(x).argmax(1) == ref).float().mean()) for m in zoo.members if m.family != "victim"}
 
 
@@ -109,10 +109,39 @@ def cmd_sharpen(args: argparse.Namespace) -> None:
     _table(per, "sharpening")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from modelprint.bench.metrics import compute_metrics
+
+    fits: dict[tuple[str, int], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for r in _rows(args.results, args.zoo, args.tag):
+        fits[(r["split"], r["seed"])][int(r["meta"].get("fit_seed", 0))] = r
+    per: dict[Any, dict[str, list[tuple[float, float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for (split, _), by_fit in sorted(fits.items()):
+        offsets = sorted(by_fit)
+        if offsets != list(range(len(offsets))):
+            raise SystemExit(f"{split}: fits {offsets}; an ensemble of K needs fits 0 … K-1")
+        names = [s[0] for s in by_fit[0]["scores"]]
+        y = [1 if s[1] == "positive" else 0 for s in by_fit[0]["scores"]]
+        table = []
+        for k in offsets:
+            got = {s[0]: float(s[4]) for s in by_fit[k]["scores"]}
+            if set(got) != set(names):
+                raise SystemExit(f"{split}: fit {k} scored other members than fit 0 (another zoo or split?)")
+            table.append([got[n] for n in names])
+        p = np.array(table)
+        for k in range(1, len(offsets) + 1):
+            m = compute_metrics(p[:k].mean(axis=0), y)
+            per[f"K = {k}"][split].append((m["aruc"], m["auc"], m["aruc_ceiling"]))
+        if args.folds:
+            print(f"{split}: " + ", ".join(f"K={k} {'/'.join(f'{x:.3f}' for x in per[f'K = {k}'][split][-1])}" for k in range(1, len(offsets) + 1)))
+    print(f"{args.tag} on {args.zoo}: p+ averaged over K independent fits\n")
+    _table(per, "ensemble")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("agreement", "sharpen"):
+    for name in ("agreement", "sharpen", "ensemble"):
         p = sub.add_parser(name)
         p.add_argument("--zoo", required=True, help="the zoo the runs were fitted on")
         p.add_argument("--results", default="runs/utaf-eval/results.jsonl")
@@ -121,8 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.choices["agreement"].add_argument("--seed", type=int, default=0)
     sub.choices["agreement"].add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["sharpen"].add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0, 1000.0])
+    sub.choices["ensemble"].add_argument("--folds", action="store_true", help="also print every fold's ARUC / AUC / ceiling per K")
     args = ap.parse_args(argv)
-    {"agreement": cmd_agreement, "sharpen": cmd_sharpen}[args.cmd](args)
+    {"agreement": cmd_agreement, "sharpen": cmd_sharpen, "ensemble": cmd_ensemble}[args.cmd](args)
 
 
 if __name__ == "__main__":
