@@ -13,7 +13,7 @@ from modelprint.bench.metrics import auc, r_at_full_uniqueness
 from modelprint.bench.runner import score_members
 from modelprint.errors import ModelprintError
 from modelprint.methods import get_method, load_fingerprint
-from modelprint.methods.utaf import UTAFFingerprint, adapt_outputs, calibrate_threshold, empirical_p_value, fit_platt, platt_score, relative, train_outputs, verifier_width
+from modelprint.methods.utaf import UTAFEnsemble, UTAFFingerprint, adapt_outputs, calibrate_threshold, empirical_p_value, fit_platt, platt_score, relative, train_outputs, verifier_width
 from modelprint.suspects import TorchSuspect
 from modelprint.suspects.modes import OutputMode
 from modelprint.tasks import Task
@@ -185,6 +185,32 @@ def test_save_load_verify_is_identical(tmp_path, cls_data, tiny_zoo, reference):
         v2 = fp2.verify(TorchSuspect(sus.module, sus.task, mode="label", name=m.name))
         assert v1.score == v2.score and v1.decision == v2.decision and v1.evidence == v2.evidence and v1.p_value == v2.p_value
         assert v1.queries == QUICK["n_inputs"]
+
+
+def test_ensemble_averages_independent_fits_and_round_trips(tmp_path, cls_data, tiny_zoo):
+    """ensemble=2: the two members are the fits of seeds 0 and 1000, the suspect answers both input sets
+    in one batch, the score is the mean p+, and save -> load -> verify is identical."""
+    train, test = split_random(tiny_zoo, 0.5, 0)
+    lm = tiny_zoo.load("victim")
+    ens = get_method("utaf", **QUICK, ensemble=2, target_fpr=0.0).fit(lm.module, lm.task, cls_data, train, device="cpu", seed=0)
+    assert isinstance(ens, UTAFEnsemble) and ens.queries_per_suspect == 2 * QUICK["n_inputs"] and len(ens.members) == 2
+    one = get_method("utaf", **QUICK).fit(lm.module, lm.task, cls_data, train, device="cpu", seed=1000)
+    assert torch.equal(ens.members[1].inputs, one.inputs)  # member k = the plain fit of seed + 1000 k
+    assert len(ens.calib_negatives) == len(train.negatives) and ens.threshold > float(ens.calib_negatives.max())
+    ens.save(tmp_path / "fp")
+    back = load_fingerprint(tmp_path / "fp")
+    assert isinstance(back, UTAFEnsemble) and back.params["ensemble"] == 2
+    for m in test.members:
+        sus = tiny_zoo.load(m)
+        v1 = ens.verify(TorchSuspect(sus.module, sus.task, name=m.name))
+        v2 = back.verify(TorchSuspect(sus.module, sus.task, name=m.name))
+        assert (v1.score, v1.decision, v1.evidence, v1.p_value) == (v2.score, v2.decision, v2.evidence, v2.p_value)
+        parts = v1.details["ensemble_p_positive"]
+        assert v1.queries == 2 * QUICK["n_inputs"] and v1.score == pytest.approx(sum(parts) / 2, abs=1e-6)
+        alone = one.verify(TorchSuspect(sus.module, sus.task, name=m.name)).score
+        assert parts[1] == pytest.approx(alone, abs=1e-6)
+    with pytest.raises(ModelprintError, match="ensemble"):
+        get_method("utaf", ensemble=0)
 
 
 def test_label_fingerprint_accepts_richer_outputs_and_probs_one_refuses_labels(cls_data, tiny_zoo):

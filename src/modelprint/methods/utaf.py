@@ -42,6 +42,10 @@ Choices the paper leaves open (measured in docs/results/utaf.md, documented in d
   The analogue of ``uap``'s agreement floor. (The furthest *thief* alone is too tight: with every DCGAN
   thief held out, the distilled MLP thieves left in training set a ceiling that cut the pruned DCGAN
   copies.)
+* **Ensemble** (``ensemble=K``, our extension; 1 = the paper): K fingerprinting pairs fitted
+  independently (seeds ``seed + 1000·k``); a suspect answers all K·N inputs in one batch and its score is
+  the mean of the K verifiers' p+. Calibration negatives are then the training zoo's negatives scored by
+  the ensemble exactly as suspects are. Costs K× construction time and K× queries.
 * **Decision**: ``p+ ≥ threshold`` (0.5 by default); with ``target_fpr`` the threshold is the smallest
   value leaving at most that fraction of calibration negatives above it. Calibration negatives are the
   early-stopping validation negatives when there are any (unseen by the verifier), else the training
@@ -303,13 +307,7 @@ class UTAFFingerprint(Fingerprint):
         return float(s[0]), None if d is None else float(d[0])
 
     def score_suspect(self, suspect: "Suspect") -> tuple[float, float | None, dict[str, Any], list[torch.Tensor]]:
-        y = suspect.query(self.inputs)
-        y = adapt_outputs(y, suspect.mode, self.mode, self.task)
-        expected = self.task.num_classes if self.task.kind == "classification" else None
-        if expected is not None and (y.ndim != 2 or y.shape[1] != expected):
-            from ..errors import SuspectError
-
-            raise SuspectError(f"suspect {suspect.name!r} answered shape {tuple(y.shape)}, expected [{len(self.inputs)}, {expected}]")
+        y = _answers(suspect, self.inputs, self.mode, self.task)
         p, dist = self._score_and_distance(y)
         pv = empirical_p_value(p, self.calib_negatives)
         details: dict[str, Any] = {"p_positive": p, "p_negative": 1.0 - p, "output_mode": str(self.mode), "calibration_negatives": int(self.calib_negatives.numel())}
@@ -325,10 +323,7 @@ class UTAFFingerprint(Fingerprint):
     def verify(self, suspect: "Suspect") -> "Verdict":
         """As every method, except that a suspect beyond the distance guard is never decided pirated
         (whatever threshold a calibration chose)."""
-        v = super().verify(suspect)
-        if (v.details.get("guard") or {}).get("guarded") and v.decision != "independent":
-            v = dataclasses.replace(v, decision="independent")
-        return v
+        return _guarded(super().verify(suspect))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         t = {"inputs": self.inputs, "out_norm": torch.tensor([self.out_mean, self.out_std]), "calib_negatives": self.calib_negatives, "platt": torch.tensor(self.platt)}
@@ -341,7 +336,9 @@ class UTAFFingerprint(Fingerprint):
         return t
 
     @classmethod
-    def from_saved(cls, task: Task, params: dict[str, Any], threshold: float, meta: dict[str, Any], alpha: float | None, tensors: dict[str, torch.Tensor]) -> "UTAFFingerprint":
+    def from_saved(cls, task: Task, params: dict[str, Any], threshold: float, meta: dict[str, Any], alpha: float | None, tensors: dict[str, torch.Tensor]) -> "UTAFFingerprint | UTAFEnsemble":
+        if int(params.get("ensemble", 1)) > 1:
+            return UTAFEnsemble.from_saved(task, params, threshold, meta, alpha, tensors)
         need = ("inputs", "out_norm", "verifier.0.weight")
         missing = [k for k in need if k not in tensors]
         if missing:
@@ -365,6 +362,96 @@ class UTAFFingerprint(Fingerprint):
         if (meta.get("distance_guard") or {}).get("ceiling") is not None and vf is None:
             raise ModelprintError("utaf fingerprint with a distance guard lacks the tensor 'victim_features'", path="tensors.safetensors", fix="rebuild the fingerprint")
         return cls(task, params, threshold, meta, alpha, inputs, verifier, float(norm[0]), float(norm[1]), tensors.get("calib_negatives", torch.zeros(0)), ref, (float(pl[0]), float(pl[1])), vf)
+
+
+def _answers(suspect: "Suspect", x: torch.Tensor, mode: OutputMode, task: Task) -> torch.Tensor:
+    """The suspect's answers on ``x`` in the fingerprint's output mode, their shape checked."""
+    y = adapt_outputs(suspect.query(x), suspect.mode, mode, task)
+    expected = task.num_classes if task.kind == "classification" else None
+    if expected is not None and (y.ndim != 2 or y.shape[1] != expected):
+        from ..errors import SuspectError
+
+        raise SuspectError(f"suspect {suspect.name!r} answered shape {tuple(y.shape)}, expected [{len(x)}, {expected}]")
+    return y
+
+
+def _guarded(v: "Verdict") -> "Verdict":
+    """A verdict whose suspect lies beyond the distance guard is never ``pirated``."""
+    if (v.details.get("guard") or {}).get("guarded") and v.decision != "independent":
+        v = dataclasses.replace(v, decision="independent")
+    return v
+
+
+class UTAFEnsemble(Fingerprint):
+    """``ensemble=K``: K independently fitted fingerprinting pairs; score = mean of their p+ on the
+    suspect's answers to all K·N inputs (one batch of queries)."""
+
+    method = "utaf"
+
+    def __init__(self, task: Task, params: dict[str, Any], threshold: float, meta: dict[str, Any] | None, alpha: float | None, members: list[UTAFFingerprint], calib_negatives: torch.Tensor):
+        super().__init__(task, params, threshold, meta, alpha)
+        if len(members) < 2:
+            raise ModelprintError(f"a utaf ensemble needs at least 2 members, got {len(members)}")
+        self.members = members
+        self.mode = members[0].mode
+        self.calib_negatives = calib_negatives.detach().float().cpu().reshape(-1)
+        self.meta["queries_per_suspect"] = sum(len(m.inputs) for m in members)
+        self.meta.setdefault("score_range", [0.0, 1.0])
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        return torch.cat([m.inputs for m in self.members])
+
+    def _member_scores(self, outputs: torch.Tensor) -> list[tuple[float, float | None]]:
+        parts = torch.split(outputs, [len(m.inputs) for m in self.members])
+        return [m._score_and_distance(y) for m, y in zip(self.members, parts)]
+
+    @torch.no_grad()
+    def score_outputs(self, outputs: torch.Tensor) -> float:
+        """Mean p+ of the members for one model's canonical outputs on :attr:`inputs`."""
+        return float(np.mean([s for s, _ in self._member_scores(outputs)]))
+
+    def score_suspect(self, suspect: "Suspect") -> tuple[float, float | None, dict[str, Any], list[torch.Tensor]]:
+        x = self.inputs
+        y = _answers(suspect, x, self.mode, self.task)
+        per = self._member_scores(y)
+        p = float(np.mean([s for s, _ in per]))
+        details: dict[str, Any] = {"p_positive": p, "p_negative": 1.0 - p, "output_mode": str(self.mode), "calibration_negatives": int(self.calib_negatives.numel()),
+                                   "ensemble_p_positive": [round(s, 6) for s, _ in per]}
+        guards = [(d, m.guard_ceiling) for (_, d), m in zip(per, self.members) if d is not None and m.guard_ceiling is not None]
+        if guards:
+            tripped = sum(d > c for d, c in guards)
+            guarded = 2 * tripped > len(guards)  # a majority of the members' guards
+            ratio = float(np.median([d / max(c, 1e-12) for d, c in guards]))
+            details["guard"] = {"distance_to_ceiling": ratio, "members_guarded": int(tripped), "guarded": guarded}
+            if guarded:
+                details["note"] = (f"the answers are beyond the distance guard of {tripped} of {len(guards)} ensemble members (median {ratio:.1f}x its ceiling): "
+                                   "not a copy the verifiers can judge; scored as independent")
+        return p, empirical_p_value(p, self.calib_negatives), details, [x, y]
+
+    def verify(self, suspect: "Suspect") -> "Verdict":
+        return _guarded(super().verify(suspect))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        t = {"calib_negatives": self.calib_negatives}
+        for k, m in enumerate(self.members):
+            t |= {f"ensemble.{k}.{name}": v for name, v in m.tensors().items()}
+        return t
+
+    @classmethod
+    def from_saved(cls, task: Task, params: dict[str, Any], threshold: float, meta: dict[str, Any], alpha: float | None, tensors: dict[str, torch.Tensor]) -> "UTAFEnsemble":
+        k_all = int(params["ensemble"])
+        metas = meta.get("members") or []
+        if len(metas) != k_all:
+            raise ModelprintError(f"utaf ensemble of {k_all} lists {len(metas)} members in its meta", path="fingerprint.json", fix="rebuild the fingerprint")
+        members = []
+        for k in range(k_all):
+            pre = f"ensemble.{k}."
+            sub = {name[len(pre):]: v for name, v in tensors.items() if name.startswith(pre)}
+            if not sub:
+                raise ModelprintError(f"utaf ensemble lacks the tensors of member {k}", path="tensors.safetensors", fix="rebuild the fingerprint")
+            members.append(UTAFFingerprint.from_saved(task, {**params, "ensemble": 1}, threshold, metas[k], alpha, sub))
+        return cls(task, params, threshold, meta, alpha, members, tensors.get("calib_negatives", torch.zeros(0)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -431,6 +518,7 @@ DEFAULTS: dict[str, Any] = {
     # k > 0: a suspect whose answers are more than k times further from the victim's (mean squared
     # distance on the fingerprint) than the furthest training member's is scored independent; None: off
     "distance_guard": 1.0,
+    "ensemble": 1,
 }
 
 
@@ -451,7 +539,7 @@ class UTAF(Method):
         if unknown:
             raise ModelprintError(f"unknown utaf parameter(s) {unknown}", fix=f"choose from {sorted(DEFAULTS)}")
         p = {**DEFAULTS, **params}
-        for key in ("n_inputs", "iterations", "hidden", "models_per_step", "eval_every"):
+        for key in ("n_inputs", "iterations", "hidden", "models_per_step", "eval_every", "ensemble"):
             if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
                 raise ModelprintError(f"utaf parameter {key} must be a positive integer, got {p[key]!r}")
         for key in ("lr", "temperature"):
@@ -549,7 +637,39 @@ class UTAF(Method):
         return [m for m in members if m.name not in names], val, f"random:{frac}"
 
     # -- Algorithm 1 ------------------------------------------------------------------------------------
-    def fit(self, victim: nn.Module, task: Task, dataset: "Dataset", zoo: "Zoo | None" = None, *, device: str = "auto", seed: int = 0) -> UTAFFingerprint:
+    def fit(self, victim: nn.Module, task: Task, dataset: "Dataset", zoo: "Zoo | None" = None, *, device: str = "auto", seed: int = 0) -> "UTAFFingerprint | UTAFEnsemble":
+        k_all = int(self.params["ensemble"])
+        if k_all == 1:
+            return self._fit_one(victim, task, dataset, zoo, device=device, seed=seed)
+        t_start = time.perf_counter()
+        members = []
+        for k in range(k_all):
+            fp = self._fit_one(victim, task, dataset, zoo, device=device, seed=seed + 1000 * k)
+            fp.params["ensemble"] = 1
+            members.append(fp)
+        assert zoo is not None  # _fit_one refused None
+        ens = UTAFEnsemble(task, {**members[0].params, "ensemble": k_all}, float(self.params["threshold"]), {}, None, members, torch.zeros(0))
+        # calibration: the training zoo's negatives, scored by the ensemble as suspects are
+        from ..suspects import TorchSuspect
+
+        negs = [m for m in zoo.members if m.family != "victim" and not m.is_positive]
+        calib = torch.tensor([ens.score_suspect(TorchSuspect(zoo.load(m).module.eval(), task, mode=str(ens.mode), name=m.name))[0] for m in negs], dtype=torch.float32)
+        threshold = float(self.params["threshold"])
+        if self.params["target_fpr"] is not None:
+            threshold = calibrate_threshold(calib.numpy(), float(self.params["target_fpr"]))
+        meta = {
+            "queries_per_suspect": ens.queries_per_suspect,
+            "score_range": [0.0, 1.0],
+            "construction_seconds": time.perf_counter() - t_start,
+            "ensemble": k_all,
+            "calibration": "training negatives, scored by the ensemble (optimistic)",
+            "calibration_negative_max_score": float(calib.max()) if calib.numel() else None,
+            "members": [m.meta for m in members],
+        }
+        return UTAFEnsemble(task, ens.params, threshold, meta, None, members, calib)
+
+    def _fit_one(self, victim: nn.Module, task: Task, dataset: "Dataset", zoo: "Zoo | None", *, device: str, seed: int) -> UTAFFingerprint:
+        """Algorithm 1: one fingerprinting pair."""
         p = self.params
         t_start = time.perf_counter()
         if zoo is None:
