@@ -129,12 +129,19 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
                 raise SystemExit(f"{split}: fit {k} scored other members than fit 0 (another zoo or split?)")
             table.append([got[n] for n in names])
         p = np.array(table)
+        if args.average == "logit":  # sigma(mean logit): the members' log-odds added, as independent evidence
+            q = np.clip(p, 1e-12, 1 - 1e-12)
+            z = np.log(q) - np.log1p(-q)
         for k in range(1, len(offsets) + 1):
-            m = compute_metrics(p[:k].mean(axis=0), y)
+            avg = p[:k].mean(axis=0) if args.average == "prob" else 1.0 / (1.0 + np.exp(-z[:k].mean(axis=0)))
+            if args.sharpen != 1:  # the same ranking, pushed towards its decision (as ``sharpen``)
+                a = np.clip(p[0] if k == 1 else avg, 1e-12, 1 - 1e-12)
+                avg = 1.0 / (1.0 + np.exp(-np.clip(args.sharpen * (np.log(a) - np.log1p(-a)), -500, 500)))
+            m = compute_metrics(p[0] if k == 1 and args.sharpen == 1 else avg, y)
             per[f"K = {k}"][split].append((m["aruc"], m["auc"], m["aruc_ceiling"]))
         if args.folds:
             print(f"{split}: " + ", ".join(f"K={k} {'/'.join(f'{x:.3f}' for x in per[f'K = {k}'][split][-1])}" for k in range(1, len(offsets) + 1)))
-    print(f"{args.tag} on {args.zoo}: p+ averaged over K independent fits\n")
+    print(f"{args.tag} on {args.zoo}: p+ averaged over K independent fits ({args.average})\n")
     _table(per, "ensemble")
 
 
@@ -151,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.choices["agreement"].add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["sharpen"].add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0, 1000.0])
     sub.choices["ensemble"].add_argument("--folds", action="store_true", help="also print every fold's ARUC / AUC / ceiling per K")
+    sub.choices["ensemble"].add_argument("--average", choices=("prob", "logit"), default="prob", help="mean of p+ (ensemble=K) or sigma of the mean logit")
+    sub.choices["ensemble"].add_argument("--sharpen", type=float, default=1.0, help="then sigma(k * logit) of the average, k = this (1: none)")
     args = ap.parse_args(argv)
     {"agreement": cmd_agreement, "sharpen": cmd_sharpen, "ensemble": cmd_ensemble}[args.cmd](args)
 
