@@ -14,6 +14,7 @@ ranking, so AUC and the ARUC ceiling do not move; what moves is how much of the 
 ``ensemble``: several fits of the same folds (``eval_utaf.py splits --fit-seed 1``, ``2``, …: other seeds
 for the fit, the same test members) averaged member by member, p₊ = mean over the K fits — K fingerprints
 and verifiers, K × N queries per suspect. One line per ensemble size K (the first K fits: offsets 0, 1, …).
+``--average logit`` averages log-odds instead; ``--sharpen k`` then applies ``σ(k · logit)`` to the average.
 
     python benchmarks/utaf_offline.py agreement --zoo runs/fmnist-xl/zoo --results runs/utaf-eval/results.jsonl --tag it2000 --k 100
     python benchmarks/utaf_offline.py sharpen --zoo runs/warfarin/zoo --results runs/utaf-eval/warfarin-base.jsonl --tag vsq-wn0.3-it16000
