@@ -406,11 +406,6 @@ class UTAFEnsemble(Fingerprint):
         parts = torch.split(outputs, [len(m.inputs) for m in self.members])
         return [m._score_and_distance(y) for m, y in zip(self.members, parts)]
 
-    @torch.no_grad()
-    def score_outputs(self, outputs: torch.Tensor) -> float:
-        """Mean p+ of the members for one model's canonical outputs on :attr:`inputs`."""
-        return float(np.mean([s for s, _ in self._member_scores(outputs)]))
-
     def score_suspect(self, suspect: "Suspect") -> tuple[float, float | None, dict[str, Any], list[torch.Tensor]]:
         x = self.inputs
         y = _answers(suspect, x, self.mode, self.task)
@@ -648,25 +643,21 @@ class UTAF(Method):
             fp.params["ensemble"] = 1
             members.append(fp)
         assert zoo is not None  # _fit_one refused None
-        ens = UTAFEnsemble(task, {**members[0].params, "ensemble": k_all}, float(self.params["threshold"]), {}, None, members, torch.zeros(0))
+        ens = UTAFEnsemble(task, {**members[0].params, "ensemble": k_all}, float(self.params["threshold"]), {"members": [m.meta for m in members]}, None, members, torch.zeros(0))
         # calibration: the training zoo's negatives, scored by the ensemble as suspects are
         from ..suspects import TorchSuspect
 
         negs = [m for m in zoo.members if m.family != "victim" and not m.is_positive]
-        calib = torch.tensor([ens.score_suspect(TorchSuspect(zoo.load(m).module.eval(), task, mode=str(ens.mode), name=m.name))[0] for m in negs], dtype=torch.float32)
-        threshold = float(self.params["threshold"])
+        ens.calib_negatives = torch.tensor([ens.score_suspect(TorchSuspect(zoo.load(m).module.eval(), task, mode=str(ens.mode), name=m.name))[0] for m in negs], dtype=torch.float32)
         if self.params["target_fpr"] is not None:
-            threshold = calibrate_threshold(calib.numpy(), float(self.params["target_fpr"]))
-        meta = {
-            "queries_per_suspect": ens.queries_per_suspect,
-            "score_range": [0.0, 1.0],
+            ens.threshold = calibrate_threshold(ens.calib_negatives.numpy(), float(self.params["target_fpr"]))
+        ens.meta |= {
             "construction_seconds": time.perf_counter() - t_start,
             "ensemble": k_all,
             "calibration": "training negatives, scored by the ensemble (optimistic)",
-            "calibration_negative_max_score": float(calib.max()) if calib.numel() else None,
-            "members": [m.meta for m in members],
+            "calibration_negative_max_score": float(ens.calib_negatives.max()) if ens.calib_negatives.numel() else None,
         }
-        return UTAFEnsemble(task, ens.params, threshold, meta, None, members, calib)
+        return ens
 
     def _fit_one(self, victim: nn.Module, task: Task, dataset: "Dataset", zoo: "Zoo | None", *, device: str, seed: int) -> UTAFFingerprint:
         """Algorithm 1: one fingerprinting pair."""
