@@ -44,6 +44,37 @@ def _rows(path: str, zoo: str, tag: str) -> list[dict[str, Any]]:
     return out
 
 
+def _logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    q = np.clip(p, eps, 1 - eps)
+    return np.log(q) - np.log1p(-q)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+
+
+def _sharpened(p: np.ndarray, k: float) -> np.ndarray:
+    """σ(k · logit p): the same ranking, pushed towards its decision."""
+    return _sigmoid(k * _logit(p))
+
+
+def fit_matrix(by_fit: dict[int, dict[str, Any]], split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Rows of fits 0 … K−1 of one fold (by ``meta.fit_seed``) -> member names, labels and p₊ [K, members]
+    aligned by name. Exits when the fits are not 0 … K−1 or scored other members."""
+    offsets = sorted(by_fit)
+    if offsets != list(range(len(offsets))):
+        raise SystemExit(f"{split}: fits {offsets}; an ensemble of K needs fits 0 … K-1")
+    names = [s[0] for s in by_fit[0]["scores"]]
+    y = np.array([1 if s[1] == "positive" else 0 for s in by_fit[0]["scores"]])
+    table = []
+    for k in offsets:
+        got = {s[0]: float(s[4]) for s in by_fit[k]["scores"]}
+        if set(got) != set(names):
+            raise SystemExit(f"{split}: fit {k} scored other members than fit 0 (another zoo or split?)")
+        table.append([got[n] for n in names])
+    return names, y, np.array(table)
+
+
 def _table(per: dict[Any, dict[str, list[tuple[float, float, float]]]], label: str) -> None:
     """``per[variant][split]`` = [(aruc, auc, ceiling) per seed] -> one line per variant and split kind."""
     print(f"| {label} | split kind | folds | ARUC | AUC | ARUC ceiling |")
@@ -101,10 +132,8 @@ def cmd_sharpen(args: argparse.Namespace) -> None:
     for r in _rows(args.results, args.zoo, args.tag):
         y = [1 if s[1] == "positive" else 0 for s in r["scores"]]
         raw = np.array([s[4] for s in r["scores"]], float)
-        p = np.clip(raw, 1e-12, 1 - 1e-12)
-        logit = np.log(p) - np.log1p(-p)
         for k in args.factors:  # k = 1: the stored scores themselves (the clip would move p = 1 off the rho = 1 grid point)
-            m = compute_metrics(raw if k == 1 else 1.0 / (1.0 + np.exp(-np.clip(k * logit, -500, 500))), y)
+            m = compute_metrics(raw if k == 1 else _sharpened(raw, k), y)
             per[f"k = {k:g}"][r["split"]].append((m["aruc"], m["auc"], m["aruc_ceiling"]))
     print(f"{args.tag} on {args.zoo}: sigma(k * logit p+)\n")
     _table(per, "sharpening")
@@ -118,30 +147,18 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
         fits[(r["split"], r["seed"])][int(r["meta"].get("fit_seed", 0))] = r
     per: dict[Any, dict[str, list[tuple[float, float, float]]]] = defaultdict(lambda: defaultdict(list))
     for (split, _), by_fit in sorted(fits.items()):
-        offsets = sorted(by_fit)
-        if offsets != list(range(len(offsets))):
-            raise SystemExit(f"{split}: fits {offsets}; an ensemble of K needs fits 0 … K-1")
-        names = [s[0] for s in by_fit[0]["scores"]]
-        y = [1 if s[1] == "positive" else 0 for s in by_fit[0]["scores"]]
-        table = []
-        for k in offsets:
-            got = {s[0]: float(s[4]) for s in by_fit[k]["scores"]}
-            if set(got) != set(names):
-                raise SystemExit(f"{split}: fit {k} scored other members than fit 0 (another zoo or split?)")
-            table.append([got[n] for n in names])
-        p = np.array(table)
-        if args.average == "logit":  # sigma(mean logit): the members' log-odds added, as independent evidence
-            q = np.clip(p, 1e-12, 1 - 1e-12)
-            z = np.log(q) - np.log1p(-q)
-        for k in range(1, len(offsets) + 1):
-            avg = p[:k].mean(axis=0) if args.average == "prob" else 1.0 / (1.0 + np.exp(-z[:k].mean(axis=0)))
-            if args.sharpen != 1:  # the same ranking, pushed towards its decision (as ``sharpen``)
-                a = np.clip(p[0] if k == 1 else avg, 1e-12, 1 - 1e-12)
-                avg = 1.0 / (1.0 + np.exp(-np.clip(args.sharpen * (np.log(a) - np.log1p(-a)), -500, 500)))
-            m = compute_metrics(p[0] if k == 1 and args.sharpen == 1 else avg, y)
+        _, y, p = fit_matrix(by_fit, split)
+        for k in range(1, len(p) + 1):
+            if k == 1:  # fit 0's stored scores themselves
+                base = p[0]
+            elif args.average == "prob":
+                base = p[:k].mean(axis=0)
+            else:  # sigma(mean logit): the members' log-odds added, as independent evidence
+                base = _sigmoid(_logit(p[:k]).mean(axis=0))
+            m = compute_metrics(base if args.sharpen == 1 else _sharpened(base, args.sharpen), y)
             per[f"K = {k}"][split].append((m["aruc"], m["auc"], m["aruc_ceiling"]))
         if args.folds:
-            print(f"{split}: " + ", ".join(f"K={k} {'/'.join(f'{x:.3f}' for x in per[f'K = {k}'][split][-1])}" for k in range(1, len(offsets) + 1)))
+            print(f"{split}: " + ", ".join(f"K={k} {'/'.join(f'{x:.3f}' for x in per[f'K = {k}'][split][-1])}" for k in range(1, len(p) + 1)))
     print(f"{args.tag} on {args.zoo}: p+ averaged over K independent fits ({args.average})\n")
     _table(per, "ensemble")
 

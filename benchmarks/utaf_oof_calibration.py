@@ -12,7 +12,6 @@ ensemble's test scores — the mean p₊ of fits 0 … K−1 stored by ``eval_ut
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -24,15 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # eval_utaf's helpers
 os.environ.setdefault("MODELPRINT_PROGRESS", "0")
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(q) - np.log1p(-q)
-
-
 def main(argv: list[str] | None = None) -> None:
     from sklearn.linear_model import LogisticRegression
 
     from eval_utaf import _parse_params, zoo_victim_and_dataset
+    from utaf_offline import _logit, _rows, fit_matrix
     from modelprint.bench.metrics import compute_metrics
     from modelprint.bench.runner import run_method
     from modelprint.bench.suite import plan_splits
@@ -50,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     params = _parse_params(args.param)
     zoo = Zoo.open(args.zoo)
     victim, ds = zoo_victim_and_dataset(zoo)
-    rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("kind") == "splits" and r["tag"] == args.tag and r["seed"] == 0]
+    rows = [r for r in _rows(args.results, args.zoo, args.tag) if r["seed"] == 0]
     per: dict[str, list[tuple[float, ...]]] = {}
     print("| fold | ensemble ARUC / AUC | out-of-fold calibrated ARUC / AUC | ARUC ceiling | map slope, intercept |")
     print("|---|---|---|---|---|")
@@ -59,9 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         fits = {int(r["meta"].get("fit_seed", 0)): r for r in rows if r["split"] == ps.name}
         if any(k not in fits for k in range(args.k)):
             continue
-        names = [s[0] for s in fits[0]["scores"]]
-        y = np.array([1 if s[1] == "positive" else 0 for s in fits[0]["scores"]])
-        test = np.mean([[{s[0]: s[4] for s in fits[k]["scores"]}[n] for n in names] for k in range(args.k)], axis=0)
+        _, y, p = fit_matrix({k: fits[k] for k in range(args.k)}, ps.name)
+        test = p.mean(axis=0)
         train = [m for m in ps.train.members if m.family != "victim"]
         victims = [m for m in ps.train.members if m.family == "victim"]
         rng = random.Random(0)
@@ -77,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
             res = run_method("utaf", {**params, "ensemble": args.k}, victim, ds, ps.train.subset(victims + halves[a]), ps.train.subset(halves[b]), mode=args.mode, split=ps.name, seed=0, device="cpu")
             oof_s += [s.score for s in res.scores]
             oof_y += [1 if s.label == "positive" else 0 for s in res.scores]
-        lr = LogisticRegression(C=100.0).fit(_logit(np.array(oof_s))[:, None], np.array(oof_y))
-        cal = lr.predict_proba(_logit(test)[:, None])[:, 1]
+        lr = LogisticRegression(C=100.0).fit(_logit(np.array(oof_s), 1e-6)[:, None], np.array(oof_y))
+        cal = lr.predict_proba(_logit(test, 1e-6)[:, None])[:, 1]
         m0, m1 = compute_metrics(test, y), compute_metrics(cal, y)
         per[ps.name] = (m0["aruc"], m0["auc"], m1["aruc"], m1["auc"], m0["aruc_ceiling"])
         print(f"| {ps.name} | {m0['aruc']:.3f} / {m0['auc']:.3f} | {m1['aruc']:.3f} / {m1['auc']:.3f} | {m0['aruc_ceiling']:.3f} | {lr.coef_[0][0]:.2f}, {lr.intercept_[0]:.2f} |", flush=True)
