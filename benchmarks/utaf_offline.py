@@ -14,7 +14,8 @@ ranking, so AUC and the ARUC ceiling do not move; what moves is how much of the 
 ``ensemble``: several fits of the same folds (``eval_utaf.py splits --fit-seed 1``, ``2``, …: other seeds
 for the fit, the same test members) averaged member by member, p₊ = mean over the K fits — K fingerprints
 and verifiers, K × N queries per suspect. One line per ensemble size K (the first K fits: offsets 0, 1, …).
-``--average logit`` averages log-odds instead; ``--sharpen k`` then applies ``σ(k · logit)`` to the average.
+``--average logit`` averages log-odds instead, ``--average median`` takes the median fit's p₊ (a soft majority
+vote); ``--sharpen k`` then applies ``σ(k · logit)`` to the average.
 
     python benchmarks/utaf_offline.py agreement --zoo runs/fmnist-xl/zoo --results runs/utaf-eval/results.jsonl --tag it2000 --k 100
     python benchmarks/utaf_offline.py sharpen --zoo runs/warfarin/zoo --results runs/utaf-eval/warfarin-base.jsonl --tag vsq-wn0.3-it16000
@@ -153,6 +154,8 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
                 base = p[0]
             elif args.average == "prob":
                 base = p[:k].mean(axis=0)
+            elif args.average == "median":  # the middle fit: a soft majority vote, extreme where most fits agree
+                base = np.median(p[:k], axis=0)
             else:  # sigma(mean logit): the members' log-odds added, as independent evidence
                 base = _sigmoid(_logit(p[:k]).mean(axis=0))
             m = compute_metrics(base if args.sharpen == 1 else _sharpened(base, args.sharpen), y)
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.choices["agreement"].add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     sub.choices["sharpen"].add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0, 1000.0])
     sub.choices["ensemble"].add_argument("--folds", action="store_true", help="also print every fold's ARUC / AUC / ceiling per K")
-    sub.choices["ensemble"].add_argument("--average", choices=("prob", "logit"), default="prob", help="mean of p+ (ensemble=K) or sigma of the mean logit")
+    sub.choices["ensemble"].add_argument("--average", choices=("prob", "logit", "median"), default="prob", help="mean of p+ (ensemble=K), sigma of the mean logit, or the median p+")
     sub.choices["ensemble"].add_argument("--sharpen", type=float, default=1.0, help="then sigma(k * logit) of the average, k = this (1: none)")
     args = ap.parse_args(argv)
     {"agreement": cmd_agreement, "sharpen": cmd_sharpen, "ensemble": cmd_ensemble}[args.cmd](args)

@@ -13,7 +13,7 @@ from modelprint.bench.metrics import auc, r_at_full_uniqueness
 from modelprint.bench.runner import score_members
 from modelprint.errors import ModelprintError
 from modelprint.methods import get_method, load_fingerprint
-from modelprint.methods.utaf import UTAFEnsemble, UTAFFingerprint, adapt_outputs, calibrate_threshold, empirical_p_value, fit_platt, platt_score, relative, train_outputs, verifier_width
+from modelprint.methods.utaf import UTAFEnsemble, UTAFFingerprint, _prepare, adapt_outputs, calibrate_threshold, empirical_p_value, fit_platt, platt_score, pruning_mask, relative, train_outputs, verifier_width
 from modelprint.suspects import TorchSuspect
 from modelprint.suspects.modes import OutputMode
 from modelprint.tasks import Task
@@ -276,12 +276,42 @@ def test_early_stopping_on_a_held_out_family_and_batched_variant(cls_data, tiny_
     assert all(torch.equal(before[k], v) for k, v in lm.module.state_dict().items())  # weight noise never touches models
 
 
+def test_pruning_mask_zeroes_the_smallest_weights():
+    w = torch.tensor([[0.5, -0.1, 2.0], [-3.0, 0.2, 0.05]])
+    assert torch.equal(pruning_mask(w, 0.5), torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+    assert torch.equal(pruning_mask(w, 0.1), torch.ones_like(w))  # 0.1 · 6 < 1 weight: nothing pruned
+    big = torch.randn(50, 40, generator=torch.Generator().manual_seed(0))
+    kept = pruning_mask(big, 0.7)
+    assert int(kept.sum()) == 600 and float(big.abs()[kept == 0].max()) <= float(big.abs()[kept == 1].min())
+
+
+def test_prune_augmentation_prunes_sampled_models_only(reg_zoo):
+    data, zoo = reg_zoo
+    lm = zoo.load("victim")
+    m = _prepare(copy.deepcopy(lm.module), "victim", 1, "victim", lm.task, torch.device("cpu"), "victim")
+    before = {k: v.clone() for k, v in m.module.state_dict().items()}
+    x = data.x_test[:32].float()
+    plain, pruned = m.forward(x), m.forward(x, prune=0.8)
+    by_hand = copy.deepcopy(m.module)
+    with torch.no_grad():
+        for q in by_hand.parameters():
+            if q.dim() >= 2:
+                q.mul_(pruning_mask(q, 0.8))
+    assert torch.allclose(pruned, by_hand(x), atol=1e-6) and not torch.allclose(plain, pruned)
+    assert all(torch.equal(before[k], v) for k, v in m.module.state_dict().items())  # the module itself is untouched
+    fp = get_method("utaf", **QUICK, prune_augment=0.5, weight_noise=0.1).fit(lm.module, lm.task, data, zoo, device="cpu", seed=0)
+    assert fp.params["prune_augment"] == 0.5 and np.isfinite(fp.meta["history"][-1]["loss"])
+
+
 def test_bad_inputs_give_clear_errors(cls_data, tiny_zoo, tmp_path):
     lm = tiny_zoo.load("victim")
     with pytest.raises(ModelprintError, match="unknown utaf parameter"):
         get_method("utaf", n_input=10)
     with pytest.raises(ModelprintError, match="surrogate"):
         get_method("utaf", surrogate="gumbel")
+    for bad in (1.0, -0.1, True, "half"):
+        with pytest.raises(ModelprintError, match="prune_augment"):
+            get_method("utaf", prune_augment=bad)
     with pytest.raises(ModelprintError, match="zoo"):
         get_method("utaf").fit(lm.module, lm.task, cls_data, None)
     only_pos = tiny_zoo.subset(tiny_zoo.positives)

@@ -31,7 +31,8 @@ Choices the paper leaves open (measured in docs/results/utaf.md, documented in d
   holds inputs of the task's shape (classification/regression), uniform otherwise (generators).
 * **Generalisation aids** (each off by default, each measured): model augmentation by Gaussian weight
   noise on the sampled models (``weight_noise``: per step, every floating parameter tensor gets noise of
-  ``U(0, weight_noise) × its std``), verifier ``dropout`` and ``weight_decay``, and early stopping on a
+  ``U(0, weight_noise) × its std``) or by magnitude pruning (``prune_augment``: a fraction
+  ``U(0, prune_augment)`` of every weight matrix zeroed), verifier ``dropout`` and ``weight_decay``, and early stopping on a
   held-out family of the training zoo (``early_stop='family'``; ``'random'`` holds out a random part).
 * **Distance guard** (``distance_guard=k``, our extension; k = 1 by default, ``off`` / ``null`` turns it
   off): the mean squared distance of a suspect's answers from the victim's on the fingerprint (in the
@@ -452,6 +453,16 @@ class UTAFEnsemble(Fingerprint):
 # ------------------------------------------------------------------------------------------------
 # fitting
 # ------------------------------------------------------------------------------------------------
+def pruning_mask(w: torch.Tensor, fraction: float) -> torch.Tensor:
+    """1 where ``|w|`` is above its ``fraction`` quantile, 0 on the smallest ``fraction`` of entries (ties at the
+    cut pruned too): unstructured magnitude pruning of one tensor, the ``layer`` scope of the zoo's pruning."""
+    n_drop = int(fraction * w.numel())
+    if n_drop < 1:
+        return torch.ones_like(w)
+    cut = w.detach().abs().flatten().kthvalue(n_drop).values
+    return (w.detach().abs() > cut).to(w.dtype)
+
+
 @dataclass(eq=False)
 class _Model:
     """A model of the ensemble: its module, label (1 = positive), name and where it runs."""
@@ -464,15 +475,21 @@ class _Model:
     device: torch.device
     params: dict[str, torch.Tensor]
 
-    def forward(self, x: torch.Tensor, noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: float = 0.0, generator: torch.Generator | None = None, prune: float = 0.0) -> torch.Tensor:
+        """Outputs on ``x``; during fitting with model augmentation: Gaussian weight noise of ``noise`` × each
+        tensor's std, then magnitude pruning of a fraction ``prune`` of every weight matrix / kernel."""
         xin = x.to(self.device)
-        if noise > 0 and self.params:
-            noisy = {}
+        if (noise > 0 or prune > 0) and self.params:
+            aug = {}
             for k, p in self.params.items():
-                s = p.std(unbiased=False) if p.numel() > 1 else p.abs().reshape(())
-                eps = torch.randn(p.shape, generator=generator).to(p.device)
-                noisy[k] = p + noise * s * eps
-            out = functional_call(self.module, noisy, (xin,))
+                q = p
+                if noise > 0:
+                    s = p.std(unbiased=False) if p.numel() > 1 else p.abs().reshape(())
+                    q = q + noise * s * torch.randn(p.shape, generator=generator).to(p.device)
+                if prune > 0 and p.dim() >= 2:
+                    q = q * pruning_mask(q, prune)
+                aug[k] = q
+            out = functional_call(self.module, aug, (xin,))
         else:
             out = self.module(xin)
         if isinstance(out, (tuple, list)):
@@ -509,6 +526,9 @@ DEFAULTS: dict[str, Any] = {
     "output_scale": "std",
     "reference": "none",
     "feature_noise": 0.0,
+    # model augmentation by pruning: every sampled model, every step, has a fraction U(0, prune_augment)
+    # of each weight matrix / kernel zeroed by magnitude (0: off)
+    "prune_augment": 0.0,
     "shuffle_negatives": 0.0,
     # k > 0: a suspect whose answers are more than k times further from the victim's (mean squared
     # distance on the fingerprint) than the furthest training member's is scored independent; None: off
@@ -549,6 +569,8 @@ class UTAF(Method):
             p["distance_guard"] = None
         if p["distance_guard"] is not None and (isinstance(p["distance_guard"], bool) or not isinstance(p["distance_guard"], (int, float)) or not p["distance_guard"] > 0):
             raise ModelprintError(f"utaf parameter distance_guard must be a factor > 0 or null (off), got {p['distance_guard']!r}", fix="e.g. --param distance_guard=2, or distance_guard=off")
+        if isinstance(p["prune_augment"], bool) or not isinstance(p["prune_augment"], (int, float)) or not 0 <= p["prune_augment"] < 1:
+            raise ModelprintError(f"utaf parameter prune_augment must be in [0, 1) (the largest fraction of weights pruned), got {p['prune_augment']!r}", fix="e.g. --param prune_augment=0.9")
         if not isinstance(p["shuffle_negatives"], (int, float)) or not 0 <= p["shuffle_negatives"] <= 1:
             raise ModelprintError(f"utaf parameter shuffle_negatives must be in [0, 1], got {p['shuffle_negatives']!r}")
         if not isinstance(p["dropout"], (int, float)) or not 0 <= p["dropout"] < 1:
@@ -744,13 +766,14 @@ class UTAF(Method):
         by = p["sample_by"]
         noise = float(p["weight_noise"])
         fnoise = float(p["feature_noise"])
+        prune_aug = float(p["prune_augment"])
         shuffle = float(p["shuffle_negatives"])
         surrogate, temp = p["surrogate"], float(p["temperature"])
         eval_every = int(p["eval_every"])
         calib_pool = [m for m in val if m.label == 0] or neg
 
-        def feats(model: _Model, x: torch.Tensor, sigma: float) -> torch.Tensor:
-            out = model.forward(x, sigma, g)
+        def feats(model: _Model, x: torch.Tensor, sigma: float, prune: float = 0.0) -> torch.Tensor:
+            out = model.forward(x, sigma, g, prune)
             if not torch.isfinite(out).all():
                 raise ModelprintError(f"zoo member {model.name!r} outputs NaN/inf on the fingerprint inputs", fix="drop that member from the zoo")
             return features(train_outputs(out, task, mode, surrogate, temp), mode, out_mean, out_std)
@@ -816,7 +839,7 @@ class UTAF(Method):
                 batch = [F_model] + _sample(pos, k, rng, by) + _sample(neg, k, rng, by)
                 labels = [1] + [1] * min(k, len(pos)) + [0] * min(k, len(neg))
                 x = task.from_tanh(W)  # line 8
-                z = torch.stack([feats(m, x, noise * rng.random() if noise > 0 else 0.0) for m in batch])
+                z = torch.stack([feats(m, x, noise * rng.random() if noise > 0 else 0.0, prune_aug * rng.random() if prune_aug > 0 else 0.0) for m in batch])
                 if shuffle > 0:  # pseudo-negatives: the victim's answers with a part of them re-assigned to other inputs
                     z = torch.cat([z, torch.stack([_shuffle_rows(z[0], n, shuffle, rng, g) for _ in range(k)])])
                     labels = labels + [0] * k
