@@ -279,13 +279,14 @@ def test_early_stopping_on_a_held_out_family_and_batched_variant(cls_data, tiny_
 def test_pruning_mask_zeroes_the_smallest_weights():
     w = torch.tensor([[0.5, -0.1, 2.0], [-3.0, 0.2, 0.05]])
     assert torch.equal(pruning_mask(w, 0.5), torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
-    assert torch.equal(pruning_mask(w, 0.1), torch.ones_like(w))  # 0.1 · 6 < 1 weight: nothing pruned
+    assert torch.equal(pruning_mask(w, 0.05), torch.ones_like(w))  # round(0.05 · 6) = 0 weights: nothing pruned
+    assert torch.equal(pruning_mask(w, 0.1), torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]))  # round(0.6) = 1
     big = torch.randn(50, 40, generator=torch.Generator().manual_seed(0))
     kept = pruning_mask(big, 0.7)
     assert int(kept.sum()) == 600 and float(big.abs()[kept == 0].max()) <= float(big.abs()[kept == 1].min())
 
 
-def test_prune_augmentation_prunes_sampled_models_only(reg_zoo):
+def test_prune_augmentation_matches_pruning_by_hand_and_changes_the_fit(reg_zoo):
     data, zoo = reg_zoo
     lm = zoo.load("victim")
     m = _prepare(copy.deepcopy(lm.module), "victim", 1, "victim", lm.task, torch.device("cpu"), "victim")
@@ -300,7 +301,9 @@ def test_prune_augmentation_prunes_sampled_models_only(reg_zoo):
     assert torch.allclose(pruned, by_hand(x), atol=1e-6) and not torch.allclose(plain, pruned)
     assert all(torch.equal(before[k], v) for k, v in m.module.state_dict().items())  # the module itself is untouched
     fp = get_method("utaf", **QUICK, prune_augment=0.5, weight_noise=0.1).fit(lm.module, lm.task, data, zoo, device="cpu", seed=0)
+    plain_fp = get_method("utaf", **QUICK, weight_noise=0.1).fit(lm.module, lm.task, data, zoo, device="cpu", seed=0)
     assert fp.params["prune_augment"] == 0.5 and np.isfinite(fp.meta["history"][-1]["loss"])
+    assert not torch.equal(fp.inputs, plain_fp.inputs)  # the augmentation reaches the fit
 
 
 def test_bad_inputs_give_clear_errors(cls_data, tiny_zoo, tmp_path):

@@ -68,6 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torch.nn.utils import prune as torch_prune
 
 from ..device import pick_device, seed_everything
 from ..errors import ModelprintError
@@ -454,13 +455,10 @@ class UTAFEnsemble(Fingerprint):
 # fitting
 # ------------------------------------------------------------------------------------------------
 def pruning_mask(w: torch.Tensor, fraction: float) -> torch.Tensor:
-    """1 where ``|w|`` is above its ``fraction`` quantile, 0 on the smallest ``fraction`` of entries (ties at the
-    cut pruned too): unstructured magnitude pruning of one tensor, the ``layer`` scope of the zoo's pruning."""
-    n_drop = int(fraction * w.numel())
-    if n_drop < 1:
-        return torch.ones_like(w)
-    cut = w.detach().abs().flatten().kthvalue(n_drop).values
-    return (w.detach().abs() > cut).to(w.dtype)
+    """torch.nn.utils.prune's L1-unstructured mask of one tensor: 0 on the ``round(fraction · numel)`` entries of
+    smallest ``|w|``, 1 elsewhere — the ``layer`` scope of the zoo's pruning, as a mask for ``functional_call``
+    (the module's own pruning API would re-parametrise the module in place)."""
+    return torch_prune.L1Unstructured(amount=float(fraction)).compute_mask(w.detach(), torch.ones_like(w))
 
 
 @dataclass(eq=False)
