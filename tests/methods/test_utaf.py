@@ -13,7 +13,7 @@ from modelprint.bench.metrics import auc, r_at_full_uniqueness
 from modelprint.bench.runner import score_members
 from modelprint.errors import ModelprintError
 from modelprint.methods import get_method, load_fingerprint
-from modelprint.methods.utaf import UTAFEnsemble, UTAFFingerprint, _prepare, adapt_outputs, calibrate_threshold, empirical_p_value, fit_platt, platt_score, pruning_mask, relative, train_outputs, verifier_width
+from modelprint.methods.utaf import UTAFEnsemble, UTAFFingerprint, _prepare, adapt_outputs, features, calibrate_threshold, empirical_p_value, fit_platt, platt_score, pruning_mask, relative, train_outputs, verifier_width
 from modelprint.suspects import TorchSuspect
 from modelprint.suspects.modes import OutputMode
 from modelprint.tasks import Task
@@ -306,6 +306,35 @@ def test_prune_augmentation_matches_pruning_by_hand_and_changes_the_fit(reg_zoo)
     assert not torch.equal(fp.inputs, plain_fp.inputs)  # the augmentation reaches the fit
 
 
+def test_log_probabilities_separate_heldout_members_and_round_trip(tmp_path, small_cls_zoo, reg_zoo):
+    # the transform: a thousandfold change in a small probability moves the feature, in probs it does not
+    mode = OutputMode.parse("probs")
+    a, b = torch.tensor([[1 - 1e-5, 1e-5]]), torch.tensor([[1 - 1e-2, 1e-2]])
+    assert (features(b, mode, 0, 1) - features(a, mode, 0, 1)).abs().max() < 0.011
+    assert (features(b, mode, 0, 1, "log") - features(a, mode, 0, 1, "log")).abs().max() > 6.9
+    assert float(features(torch.tensor([[1.0, 0.0]]), mode, 0, 1, "log")[1]) == pytest.approx(float(np.log(1e-6)))
+    data, zoo = small_cls_zoo
+    fp, s, y = _fit_and_score(data, zoo, "probs", output_mode="probs", weight_noise=1.0, prob_transform="log")
+    assert auc(s, y) == 1.0 and s[y == 1].min() > 0.5, s
+    assert fp.out_std != 1.0  # standardised by the victim's log-probability statistics
+    fp.save(tmp_path / "fp")
+    fp2 = load_fingerprint(tmp_path / "fp")
+    assert fp2.params["prob_transform"] == "log"
+    for m in zoo.members[:4]:
+        sus = zoo.load(m)
+        v1, v2 = (f.verify(TorchSuspect(sus.module, sus.task, mode="probs", name=m.name)) for f in (fp, fp2))
+        assert v1.score == v2.score and v1.decision == v2.decision
+    with pytest.raises(ModelprintError, match="prob_transform"):
+        get_method("utaf", prob_transform="sqrt")
+    lm = zoo.load("victim")
+    with pytest.raises(ModelprintError, match="probability outputs"):
+        get_method("utaf", **QUICK, output_mode="label", prob_transform="log").fit(lm.module, lm.task, data, zoo, device="cpu")
+    rdata, rzoo = reg_zoo
+    rv = rzoo.load("victim")
+    with pytest.raises(ModelprintError, match="probability outputs"):
+        get_method("utaf", **QUICK, prob_transform="log").fit(rv.module, rv.task, rdata, rzoo, device="cpu")
+
+
 def test_bad_inputs_give_clear_errors(cls_data, tiny_zoo, tmp_path):
     lm = tiny_zoo.load("victim")
     with pytest.raises(ModelprintError, match="unknown utaf parameter"):
@@ -315,6 +344,9 @@ def test_bad_inputs_give_clear_errors(cls_data, tiny_zoo, tmp_path):
     for bad in (1.0, -0.1, True, "half"):
         with pytest.raises(ModelprintError, match="prune_augment"):
             get_method("utaf", prune_augment=bad)
+    for key, bad in (("shuffle_negatives", 1.5), ("dropout", 1.0), ("threshold", -0.2), ("threshold", "high")):
+        with pytest.raises(ModelprintError, match=key):
+            get_method("utaf", **{key: bad})
     with pytest.raises(ModelprintError, match="zoo"):
         get_method("utaf").fit(lm.module, lm.task, cls_data, None)
     only_pos = tiny_zoo.subset(tiny_zoo.positives)

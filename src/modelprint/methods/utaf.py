@@ -87,6 +87,9 @@ if TYPE_CHECKING:
 INITS = ("auto", "data", "misclassified", "uniform", "normal")
 REFERENCES = ("none", "victim", "victim-sq", "victim-dist")
 SAMPLE_BY = ("member", "family", "arch")
+PROB_TRANSFORMS = ("none", "log")
+# floor of the probabilities under prob_transform=log: log(1e-6) = -13.8 bounds a class the model rules out
+PROB_FLOOR = 1e-6
 CALIBRATIONS = ("none", "platt")
 SURROGATES = ("straight-through", "softmax")
 EARLY_STOPS = (None, "family", "random")
@@ -187,10 +190,17 @@ def verifier_width(n_inputs: int, d_out: int, reference: str) -> int:
     return n_inputs if reference == "victim-dist" else n_inputs * d_out
 
 
-def features(out: torch.Tensor, mode: OutputMode, mean: float, std: float) -> torch.Tensor:
-    """One model's canonical outputs on the fingerprint [N, ...] → the verifier's input row [N·D]."""
+def features(out: torch.Tensor, mode: OutputMode, mean: float, std: float, transform: str = "none") -> torch.Tensor:
+    """One model's canonical outputs on the fingerprint [N, ...] → the verifier's input row [N·D].
+
+    Raw outputs are standardised by the victim's statistics (``mean``, ``std``). With ``transform="log"``
+    probabilities become log(max(p, PROB_FLOOR)), standardised the same way: the small probabilities
+    (which classes a model thinks *nearly* right) count as much as the large ones.
+    """
     out = out.float()
-    if mode.kind == "raw":
+    if transform == "log" and mode.kind != "raw":
+        out = torch.log(out.clamp_min(PROB_FLOOR))
+    if mode.kind == "raw" or transform == "log":
         out = (out - mean) / std
     return out.reshape(-1)
 
@@ -300,7 +310,7 @@ class UTAFFingerprint(Fingerprint):
 
     @torch.no_grad()
     def _score_and_distance(self, outputs: torch.Tensor) -> tuple[float, float | None]:
-        z = features(outputs, self.mode, self.out_mean, self.out_std).unsqueeze(0)
+        z = features(outputs, self.mode, self.out_mean, self.out_std, self.params.get("prob_transform", "none")).unsqueeze(0)
         how = "none" if self.reference is None else self.params.get("reference", "victim")
         victim = self.reference if self.reference is not None else self.victim_features
         s, d = score_rows(self.verifier, z, victim, how, len(self.inputs), self.platt, self.guard_ceiling)
@@ -528,11 +538,22 @@ DEFAULTS: dict[str, Any] = {
     # of each weight matrix / kernel zeroed by magnitude (0: off)
     "prune_augment": 0.0,
     "shuffle_negatives": 0.0,
+    # what the verifier sees of probability outputs: none = the probabilities (the paper) | log =
+    # log(max(p, PROB_FLOOR)) standardised by the victim's statistics (probs and topk:K only)
+    "prob_transform": "none",
     # k > 0: a suspect whose answers are more than k times further from the victim's (mean squared
     # distance on the fingerprint) than the furthest training member's is scored independent; None: off
     "distance_guard": 1.0,
     "ensemble": 1,
 }
+
+
+def _check_interval(p: dict[str, Any], key: str, *, closed: bool, why: str = "", fix: str | None = None) -> None:
+    """A parameter that must be a number in [0, 1] (``closed``) or [0, 1); a clear error otherwise."""
+    v = p[key]
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and (0 <= v <= 1 if closed else 0 <= v < 1)
+    if not ok:
+        raise ModelprintError(f"utaf parameter {key} must be in [0, 1{']' if closed else ')'}{why}, got {v!r}", fix=fix)
 
 
 @register_method("utaf")
@@ -567,14 +588,10 @@ class UTAF(Method):
             p["distance_guard"] = None
         if p["distance_guard"] is not None and (isinstance(p["distance_guard"], bool) or not isinstance(p["distance_guard"], (int, float)) or not p["distance_guard"] > 0):
             raise ModelprintError(f"utaf parameter distance_guard must be a factor > 0 or null (off), got {p['distance_guard']!r}", fix="e.g. --param distance_guard=2, or distance_guard=off")
-        if isinstance(p["prune_augment"], bool) or not isinstance(p["prune_augment"], (int, float)) or not 0 <= p["prune_augment"] < 1:
-            raise ModelprintError(f"utaf parameter prune_augment must be in [0, 1) (the largest fraction of weights pruned), got {p['prune_augment']!r}", fix="e.g. --param prune_augment=0.9")
-        if not isinstance(p["shuffle_negatives"], (int, float)) or not 0 <= p["shuffle_negatives"] <= 1:
-            raise ModelprintError(f"utaf parameter shuffle_negatives must be in [0, 1], got {p['shuffle_negatives']!r}")
-        if not isinstance(p["dropout"], (int, float)) or not 0 <= p["dropout"] < 1:
-            raise ModelprintError(f"utaf parameter dropout must be in [0, 1), got {p['dropout']!r}")
-        if not isinstance(p["threshold"], (int, float)) or not 0 <= p["threshold"] <= 1:
-            raise ModelprintError(f"utaf parameter threshold must be in [0, 1] (it is compared with p+), got {p['threshold']!r}")
+        _check_interval(p, "prune_augment", closed=False, why=" (the largest fraction of weights pruned)", fix="e.g. --param prune_augment=0.9")
+        _check_interval(p, "shuffle_negatives", closed=True)
+        _check_interval(p, "dropout", closed=False)
+        _check_interval(p, "threshold", closed=True, why=" (it is compared with p+)")
         if p["target_fpr"] is not None and (not isinstance(p["target_fpr"], (int, float)) or not 0 <= p["target_fpr"] < 1):
             raise ModelprintError(f"utaf parameter target_fpr must be in [0, 1) or null, got {p['target_fpr']!r}")
         if not isinstance(p["val_fraction"], (int, float)) or not 0 < p["val_fraction"] < 1:
@@ -589,6 +606,8 @@ class UTAF(Method):
             raise ModelprintError(f"utaf parameter early_stop must be one of {EARLY_STOPS}, got {p['early_stop']!r}")
         if p["calibrate"] not in CALIBRATIONS:
             raise ModelprintError(f"utaf parameter calibrate must be one of {CALIBRATIONS}, got {p['calibrate']!r}")
+        if p["prob_transform"] not in PROB_TRANSFORMS:
+            raise ModelprintError(f"utaf parameter prob_transform must be one of {PROB_TRANSFORMS}, got {p['prob_transform']!r}")
         if p["output_scale"] not in ("std", "std-dim"):
             raise ModelprintError(f"utaf parameter output_scale must be std or std-dim, got {p['output_scale']!r}")
         if p["sample_by"] not in SAMPLE_BY:
@@ -686,6 +705,10 @@ class UTAF(Method):
         if zoo is None:
             raise ModelprintError("utaf learns its verifier from a zoo of positive and negative models", fix="pass --zoo DIR (build one with `modelprint zoo build`)")
         mode = resolve_output_mode(task, p["output_mode"])
+        transform = p["prob_transform"]
+        if transform == "log" and (task.kind != "classification" or mode.kind not in ("probs", "topk")):
+            raise ModelprintError(f"utaf parameter prob_transform=log needs probability outputs (probs or topk:K); this fingerprint's output mode is {mode}",
+                                  fix="drop --param prob_transform=log, or use --param output_mode=probs")
         dev = pick_device(device)
         g = seed_everything(seed)
         rng = random.Random(seed)
@@ -743,11 +766,13 @@ class UTAF(Method):
             w0 = torch.randn((n, *task.input_shape), generator=g)
         W = w0.clone().to(dev).requires_grad_(True)
 
-        # raw outputs are standardised by the victim's output statistics on the initial fingerprint
+        # raw outputs (and log-probabilities) are standardised by the victim's statistics on the initial fingerprint
         out_mean, out_std = 0.0, 1.0
-        if mode.kind == "raw":
+        if mode.kind == "raw" or transform == "log":
             with torch.no_grad():
                 y0 = F_model.forward(task.from_tanh(W)).float()
+                if transform == "log":
+                    y0 = torch.log(_canonical(y0, task, mode).float().clamp_min(PROB_FLOOR))
             out_mean, out_std = float(y0.mean()), float(y0.std())
             if not math.isfinite(out_std) or out_std < 1e-8:
                 out_std = 1.0
@@ -774,13 +799,13 @@ class UTAF(Method):
             out = model.forward(x, sigma, g, prune)
             if not torch.isfinite(out).all():
                 raise ModelprintError(f"zoo member {model.name!r} outputs NaN/inf on the fingerprint inputs", fix="drop that member from the zoo")
-            return features(train_outputs(out, task, mode, surrogate, temp), mode, out_mean, out_std)
+            return features(train_outputs(out, task, mode, surrogate, temp), mode, out_mean, out_std, transform)
 
         use_ref = p["reference"] != "none"
 
         @torch.no_grad()
         def exact_features(m: _Model, x: torch.Tensor) -> torch.Tensor:
-            return features(_canonical(m.forward(x), task, mode), mode, out_mean, out_std)
+            return features(_canonical(m.forward(x), task, mode), mode, out_mean, out_std, transform)
 
         def snapshot(threshold: float = float(p["threshold"]), calib: torch.Tensor | None = None, meta: dict[str, Any] | None = None) -> UTAFFingerprint:
             x = task.clamp(task.from_tanh(W.detach()))
