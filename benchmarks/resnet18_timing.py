@@ -134,9 +134,13 @@ def main(argv: list[str] | None = None) -> None:
             utaf["measured_1000_iterations"] = {"wall": w, "cpu": c}
             print(f"utaf 1000 iterations measured: {w:.0f} s wall, {c:.0f} CPU s")
         suspect_net = zoo.module("copy-0")
+
+        def copy_suspect() -> TorchSuspect:  # a fresh black box per timed run (its own query count)
+            return TorchSuspect(suspect_net, task, "probs", name="copy-0", device=dev)
+
         walls = []
         for _ in range(args.repeats):
-            s = TorchSuspect(suspect_net, task, "probs", name="copy-0", device=dev)
+            s = copy_suspect()
             _, w, _ = timed(lambda: fp.verify(s), dev)
             walls.append(w)
         utaf["verify_seconds"] = statistics.median(walls)
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         x = ds.x_train[:n_q].clone()
         walls = []
         for _ in range(args.repeats):
-            s = TorchSuspect(suspect_net, task, "probs", name="copy-0", device=dev)
+            s = copy_suspect()
             _, w, _ = timed(lambda: s.query(x), dev)
             walls.append(w)
         uap: dict[str, Any] = {"queries": n_q, "verify_query_seconds": statistics.median(walls)}
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             ufp, w, c = timed(lambda: method.fit(victim, task, ds, zoo, device=str(dev), seed=args.seed), dev)
             uap["fit"] = {"wall": w, "cpu": c, "kmeans_samples": args.kmeans_samples, "uap_samples": args.uap_samples,
                           "seconds": ufp.meta.get("seconds"), "uap": ufp.meta.get("uap")}
-            s = TorchSuspect(suspect_net, task, "probs", name="copy-0", device=dev)
+            s = copy_suspect()
             _, w, _ = timed(lambda: ufp.verify(s), dev)
             uap["verify_seconds"] = w
             print(f"uap fit: {uap['fit']['wall']:.0f} s wall; verification {w:.2f} s per suspect")

@@ -303,12 +303,6 @@ class UTAFFingerprint(Fingerprint):
         return None if self.victim_features is None or g.get("ceiling") is None else float(g["ceiling"])
 
     @torch.no_grad()
-    def score_outputs(self, outputs: torch.Tensor) -> float:
-        """p+ of the verifier for one model's canonical outputs on the fingerprint inputs (the distance
-        guard applied when the fingerprint has one)."""
-        return self._score_and_distance(outputs)[0]
-
-    @torch.no_grad()
     def _score_and_distance(self, outputs: torch.Tensor) -> tuple[float, float | None]:
         z = features(outputs, self.mode, self.out_mean, self.out_std, self.params.get("prob_transform", "none")).unsqueeze(0)
         how = "none" if self.reference is None else self.params.get("reference", "victim")
