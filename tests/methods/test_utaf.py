@@ -335,6 +335,27 @@ def test_log_probabilities_separate_heldout_members_and_round_trip(tmp_path, sma
         get_method("utaf", **QUICK, prob_transform="log").fit(rv.module, rv.task, rdata, rzoo, device="cpu")
 
 
+def test_presets_fill_in_the_measured_settings_and_explicit_parameters_win(tmp_path, reg_zoo):
+    from modelprint.methods.utaf import DEFAULTS, PRESETS
+
+    assert get_method("utaf").params == DEFAULTS  # the paper unless asked
+    m = get_method("utaf", preset="regression", iterations=40)
+    for key, value in PRESETS["regression"].items():
+        assert m.params[key] == (40 if key == "iterations" else value), key
+    assert m.params["preset"] == "regression" and m.params["shuffle_negatives"] == 0.5
+    gen = get_method("utaf", preset="generation")
+    assert gen.params["output_scale"] == "std-dim" and gen.params["iterations"] == 300
+    data, zoo = reg_zoo
+    lm = zoo.load("victim")
+    fp = get_method("utaf", **QUICK, preset="regression").fit(lm.module, lm.task, data, zoo, device="cpu", seed=0)
+    fp.save(tmp_path / "fp")
+    doc = json.loads((tmp_path / "fp" / "fingerprint.json").read_text())
+    assert doc["params"]["preset"] == "regression" and doc["params"]["reference"] == "victim-sq" and doc["params"]["iterations"] == QUICK["iterations"]
+    for bad in ("warfarin", ["regression"]):
+        with pytest.raises(ModelprintError, match="preset"):
+            get_method("utaf", preset=bad)
+
+
 def test_bad_inputs_give_clear_errors(cls_data, tiny_zoo, tmp_path):
     lm = tiny_zoo.load("victim")
     with pytest.raises(ModelprintError, match="unknown utaf parameter"):
