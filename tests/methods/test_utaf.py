@@ -354,6 +354,8 @@ def test_presets_fill_in_the_measured_settings_and_explicit_parameters_win(tmp_p
     for bad in ("warfarin", ["regression"]):
         with pytest.raises(ModelprintError, match="preset"):
             get_method("utaf", preset=bad)
+    with pytest.raises(ModelprintError, match="preset=regression"):  # a preset for another task kind
+        get_method("utaf", **QUICK, preset="generation").fit(lm.module, lm.task, data, zoo, device="cpu")
 
 
 def test_bad_inputs_give_clear_errors(cls_data, tiny_zoo, tmp_path):

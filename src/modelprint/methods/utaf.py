@@ -716,6 +716,9 @@ class UTAF(Method):
         t_start = time.perf_counter()
         if zoo is None:
             raise ModelprintError("utaf learns its verifier from a zoo of positive and negative models", fix="pass --zoo DIR (build one with `modelprint zoo build`)")
+        if p["preset"] != "paper" and p["preset"] != task.kind:
+            raise ModelprintError(f"utaf preset {p['preset']!r} holds the setting measured for {p['preset']} models; this victim is a {task.kind} model",
+                                  fix=f"use --param preset={task.kind}, or pass the parameters you want explicitly without a preset")
         mode = resolve_output_mode(task, p["output_mode"])
         transform = p["prob_transform"]
         if transform == "log" and (task.kind != "classification" or mode.kind not in ("probs", "topk")):
