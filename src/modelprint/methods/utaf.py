@@ -787,10 +787,9 @@ class UTAF(Method):
         out_mean, out_std = 0.0, 1.0
         if mode.kind == "raw" or transform == "log":
             with torch.no_grad():
-                y0 = F_model.forward(task.from_tanh(W)).float()
-                if transform == "log":
-                    y0 = torch.log(_canonical(y0, task, mode).float().clamp_min(PROB_FLOOR))
-            out_mean, out_std = float(y0.mean()), float(y0.std())
+                y0 = F_model.forward(task.from_tanh(W))
+                z0 = features(_canonical(y0, task, mode), mode, 0.0, 1.0, transform)  # the transform, not yet standardised
+            out_mean, out_std = float(z0.mean()), float(z0.std())
             if not math.isfinite(out_std) or out_std < 1e-8:
                 out_std = 1.0
             if p["output_scale"] == "std-dim":
