@@ -100,6 +100,17 @@ def test_supcon_separates_synthetic_fingerprints():
     assert min(s_pos) > 0.9 and max(s_neg) < 0.5 and min(s_pos) > max(s_neg) + 0.5
 
 
+def test_view_similarities_stay_in_unit_interval():
+    # float32 cosine of a vector with itself exceeds 1 for some vectors (36 of these 200 rows); a similarity,
+    # and so a verdict score, must not
+    torch.manual_seed(0)
+    x = torch.rand(200, 40)
+    assert (torch.nn.functional.cosine_similarity(x, x, dim=1) > 1).any()
+    s = view_similarities(torch.nn.Identity(), x, x)
+    assert s.max() <= 1 and s.min() >= -1 and torch.allclose(s, torch.ones(200))
+    assert view_similarities(torch.nn.Identity(), -x, x).min() >= -1
+
+
 def test_copy_pirated_random_low(fp_probs, tiny_victim, random_net, cls_data):
     fp = fp_probs
     v_copy, sus = _verify(fp, copy.deepcopy(tiny_victim), cls_data.task)

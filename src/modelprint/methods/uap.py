@@ -375,11 +375,12 @@ def train_encoder(feats: list[torch.Tensor], labels: list[int], p: dict[str, Any
 
 @torch.no_grad()
 def view_similarities(enc: nn.Module, suspect_views: torch.Tensor, victim_views: torch.Tensor, kind: str = "outputs") -> torch.Tensor:
-    """Cosine similarity per fingerprint between embeddings of suspect and victim views [m, D] -> [m]."""
+    """Cosine similarity per fingerprint between embeddings of suspect and victim views [m, D] -> [m],
+    clamped to [-1, 1]: float32 rounding puts identical embeddings at 1 + 6e-8 on some CPUs."""
     enc.eval()
     s, v = suspect_views.float(), victim_views.float()
     a, b = enc(encoder_input(s, v, kind)), enc(encoder_input(v, v, kind))
-    return torch.nn.functional.cosine_similarity(a, b, dim=1)
+    return torch.nn.functional.cosine_similarity(a, b, dim=1).clamp(-1.0, 1.0)
 
 
 def label_agreement(outputs: torch.Tensor, victim_outputs: torch.Tensor, half: int = 0) -> float:
