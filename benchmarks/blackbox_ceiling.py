@@ -223,13 +223,15 @@ def whole_zoo(zoo: Any, data: dict[str, Any]) -> dict[str, Any]:
     ms = [m for m in zoo.members if m.family != "victim"]
     x = _clean(np.array([data["rows"][m.name] for m in ms], float))
     y = np.array([m.is_positive for m in ms], int)
+    names = [m.name for m in ms]
+
     def loo_scores(make: Any) -> np.ndarray:
         return np.array([make().fit(np.delete(x, i, 0), np.delete(y, i)).predict_proba(x[i:i + 1])[0, 1] for i in range(len(ms))])
 
     zl = loo_scores(learners()["zmean"])
     loo = loo_scores(learners()["logreg"])
     per = {f: auc(x[:, j], y) for j, f in enumerate(FEATURES)}
-    dom = {k: dominance(x[:, cols], y, [ms[i].name for i in range(len(ms))]) for k, cols in DOMINANCE_VIEWS.items()}
+    dom = {k: dominance(x[:, cols], y, names) for k, cols in DOMINANCE_VIEWS.items()}
     order = np.argsort(np.where(y == 1, loo, 1 - loo))
     hardest = [{"name": ms[i].name, "label": ms[i].label, "family": ms[i].family, "arch": ms[i].arch,
                 "fidelity": ms[i].fidelity, "loo_score": float(loo[i])} for i in order[:10]]
